@@ -1,0 +1,1 @@
+"""Availability: common free time across organizer and attendees."""

@@ -1,0 +1,1 @@
+"""Bookings: create, read back and cancel the meetings this service books."""

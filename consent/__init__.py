@@ -1,0 +1,1 @@
+"""Consent: tenant registration, the consent redirect and callback, member connections."""

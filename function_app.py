@@ -1,0 +1,20 @@
+"""The Function App: one blueprint per feature. Settings are checked here, at load, so a bad one
+stops the app at start with its name; nothing here does I/O or builds an SDK client."""
+
+import azure.functions as func
+
+from availability.routes import bp as availability_bp
+from booking.routes import bp as booking_bp
+from consent.routes import bp as consent_bp
+from shared import platform_routes
+from shared.logs import configure_logging
+from shared.settings import get_settings
+
+configure_logging(get_settings().log_level)
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(consent_bp)
+app.register_functions(availability_bp)
+app.register_functions(booking_bp)
+app.register_functions(platform_routes.bp)
+platform_routes.bind_routes(app)

@@ -1,0 +1,1 @@
+"""What every feature uses: settings, HTTP plumbing, storage, secrets, clients."""

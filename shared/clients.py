@@ -1,0 +1,37 @@
+"""Lazy, per-process factories for the SDK clients: nothing is built (or imported) until first
+use, so importing the app stays light and cold start stays short."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from shared.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def azure_credential() -> Any:
+    """The Function App's managed identity (through DefaultAzureCredential). Locally the sandbox
+    serves the managed-identity endpoint, so the same code path runs on a laptop."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+
+@lru_cache(maxsize=1)
+def secret_store() -> Any:
+    from shared.secrets import SecretStore
+
+    settings = get_settings()
+    return SecretStore(
+        settings.key_vault_url, azure_credential(),
+        verify_challenge_resource=settings.key_vault_is_azure,
+    )
+
+
+@lru_cache(maxsize=1)
+def repositories() -> Any:
+    from shared.storage import Repositories, TableStore
+
+    settings = get_settings()
+    return Repositories(TableStore(settings.storage, prefix=settings.table_prefix))

@@ -1,0 +1,65 @@
+"""Domain errors. Services raise these; `shared.http` maps them to the contract's envelope, once."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An error the caller should see, with the contract's status and code."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, target: str | None = None, retry_after: int | None = None,
+                 status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.target = target
+        self.retry_after = retry_after
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(ServiceError):
+    status, code = 400, "invalid_request"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    status, code = 405, "method_not_allowed"
+
+
+class Conflict(ServiceError):
+    status, code = 409, "conflict"
+
+
+class UpstreamError(ServiceError):
+    status, code = 502, "upstream_error"
+
+
+class UpstreamThrottled(ServiceError):
+    status, code = 503, "upstream_throttled"
+
+
+class ConcurrencyConflict(Exception):
+    """An ETag check failed: someone else wrote the row since it was read."""
+
+
+class AlreadyExists(Exception):
+    """A row (or secret name) that must be new already exists."""
+
+
+class SecretNotFound(Exception):
+    """No such secret, or no such version."""
+
+
+class SecretUnavailable(Exception):
+    """The secret exists but cannot be read now (disabled version, or a soft-deleted name)."""
+
+
+class SecretStoreUnavailable(Exception):
+    """Key Vault could not be reached or refused our identity; try again later."""

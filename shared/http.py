@@ -1,0 +1,88 @@
+"""HTTP plumbing shared by every route: request ids, JSON answers, the error envelope.
+
+`@endpoint` wraps a handler so that every answer carries `x-request-id`, every log line of the
+request carries the same id, domain errors become the contract's envelope, and anything
+unexpected becomes a plain 500 envelope (logged with its traceback, never sent to the caller).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from shared.errors import InvalidRequest, ServiceError
+from shared.logs import request_context
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+# A caller's id is echoed only if it is short and plain, so it cannot forge log lines or headers.
+_CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def request_id_of(req: func.HttpRequest) -> str:
+    candidate = (req.headers.get(REQUEST_ID_HEADER) or "").strip()
+    return candidate if _CALLER_REQUEST_ID.match(candidate) else str(uuid.uuid4())
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+        mimetype="application/json",
+        charset="utf-8",
+    )
+
+
+def error_response(error: ServiceError) -> func.HttpResponse:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.target:
+        body["target"] = error.target
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
+    return json_response({"error": body}, status=error.status, headers=headers)
+
+
+def endpoint(handler: Handler) -> Handler:
+    """Request id, logging context and error mapping for one HTTP function."""
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        request_id = request_id_of(req)
+        with request_context(request_id):
+            try:
+                response = handler(req)
+            except ServiceError as error:
+                if error.status >= 500:
+                    log.warning("request failed: %s %s", error.code, error.message)
+                response = error_response(error)
+            except Exception:
+                log.exception("unhandled error in %s", handler.__name__)
+                response = error_response(ServiceError("The service failed to handle the request."))
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+
+    return wrapper
+
+
+def json_body(req: func.HttpRequest) -> dict[str, Any]:
+    """The request's JSON object, or 400 invalid_request."""
+    raw = req.get_body() or b""
+    if not raw.strip():
+        raise InvalidRequest("A JSON object body is required.")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRequest("The body is not valid UTF-8 JSON.") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return value

@@ -1,0 +1,470 @@
+"""Table Storage: the service's records and their repositories, on azure-data-tables.
+
+Keys are chosen for the queries the service makes: everything that belongs to a tenant is in the
+tenant's partition (PartitionKey = tenant id), so a tenant's rows are read and written together
+and a tenant's data never mixes with another's. Consent requests are the exception: the browser
+comes back with only the request id, so that id is their partition.
+
+Every read-modify-write carries the ETag it read (`IfNotModified`); a lost race raises
+`ConcurrencyConflict`, which `modify()` turns into a re-read and a retry. Tables are created on
+first use. Azure SDK exceptions are translated here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, TypeVar
+
+from shared.errors import AlreadyExists, ConcurrencyConflict
+from shared.settings import StorageConnection
+
+log = logging.getLogger(__name__)
+
+# Characters Table Storage refuses in keys, plus '%' which our escaping uses.
+_FORBIDDEN = set("/\\#?%") | {chr(c) for c in range(0x00, 0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
+# Keys may be up to 1 KiB; longer values are replaced by a digest (the value is kept as a property).
+MAX_KEY_CHARS = 256
+
+
+def encode_key(value: str) -> str:
+    """A PartitionKey / RowKey for `value`: forbidden characters percent-escaped (reversibly);
+    a value whose escaped form is long becomes `~` + its SHA-256, which `decode_key` cannot undo."""
+    escaped = "".join(f"%{ord(c):02X}" if c in _FORBIDDEN else c for c in value)
+    if len(escaped) > MAX_KEY_CHARS:
+        return "~" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+    return escaped
+
+
+def decode_key(key: str) -> str:
+    if key.startswith("~"):
+        raise ValueError("a hashed key cannot be decoded; read the record's own property")
+    out, index = [], 0
+    while index < len(key):
+        if key[index] == "%" and index + 3 <= len(key):
+            out.append(chr(int(key[index + 1 : index + 3], 16)))
+            index += 3
+        else:
+            out.append(key[index])
+            index += 1
+    return "".join(out)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """A row. Subclasses name their table and how their keys are made."""
+
+    TABLE: ClassVar[str]
+    etag: str | None = field(default=None, compare=False, kw_only=True)
+
+    @property
+    def partition_key(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def row_key(self) -> str:
+        raise NotImplementedError
+
+    def to_entity(self) -> dict[str, Any]:
+        entity: dict[str, Any] = {"PartitionKey": self.partition_key, "RowKey": self.row_key}
+        for item in dataclasses.fields(self):
+            if item.name == "etag":
+                continue
+            value = getattr(self, item.name)
+            if value is not None:
+                entity[item.name] = list_to_text(value) if isinstance(value, list | tuple) else value
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> Any:
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            if item.name == "etag" or item.name not in entity:
+                continue
+            value = entity[item.name]
+            if isinstance(value, datetime):
+                value = datetime.fromtimestamp(value.timestamp(), UTC)
+            if item.type in ("list[str]",) and isinstance(value, str):
+                value = text_to_list(value)
+            values[item.name] = value
+        record = cls(**values)
+        record.etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
+        return record
+
+
+def list_to_text(values: list[str] | tuple[str, ...]) -> str:
+    return "\n".join(values)
+
+
+def text_to_list(text: str) -> list[str]:
+    return [line for line in text.split("\n") if line]
+
+
+@dataclass
+class Tenant(Record):
+    TABLE: ClassVar[str] = "tenants"
+    tenantId: str
+    organizationId: str
+    organizationName: str
+    mode: str  # domain | delegated
+    status: str = "pending_consent"  # pending_consent | enabled | consent_revoked | disabled
+    securityGroupId: str | None = None
+    defaultTimeZone: str = "UTC"
+    consentedAt: datetime | None = None
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return self.tenantId
+
+    @property
+    def row_key(self) -> str:
+        return "tenant"
+
+
+@dataclass
+class ConsentRequest(Record):
+    TABLE: ClassVar[str] = "consentrequests"
+    requestId: str
+    tenantId: str
+    kind: str  # admin | user
+    returnUrl: str
+    expiresAt: datetime
+    loginHint: str | None = None
+    usedAt: datetime | None = None
+    createdAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return encode_key(self.requestId)
+
+    @property
+    def row_key(self) -> str:
+        return "request"
+
+
+@dataclass
+class ConnectedUser(Record):
+    """A delegated member's calendar connection. The refresh token itself is in Key Vault; the
+    row names the secret and the version that is current."""
+
+    TABLE: ClassVar[str] = "users"
+    tenantId: str
+    userId: str  # the Entra object id (oid) from the ID token
+    email: str
+    status: str = "connected"  # connected | needs_reconnect | not_connected
+    secretName: str | None = None
+    secretVersion: str | None = None
+    connectedAt: datetime | None = None
+    lastRefreshAt: datetime | None = None
+    refreshDueAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return self.tenantId
+
+    @property
+    def row_key(self) -> str:
+        return "user:" + encode_key(self.userId.lower())
+
+
+@dataclass
+class Booking(Record):
+    TABLE: ClassVar[str] = "bookings"
+    tenantId: str
+    bookingId: str
+    organizer: str
+    attendees: list[str]
+    start: datetime
+    end: datetime
+    timeZone: str
+    subject: str
+    status: str = "creating"  # creating | confirmed | cancelled
+    eventId: str | None = None
+    webLink: str | None = None
+    onlineMeetingUrl: str | None = None
+    idempotencyKey: str | None = None
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return self.tenantId
+
+    @property
+    def row_key(self) -> str:
+        return encode_key(self.bookingId)
+
+
+@dataclass
+class IdempotencyRecord(Record):
+    TABLE: ClassVar[str] = "idempotency"
+    tenantId: str
+    key: str
+    requestHash: str
+    state: str = "in_progress"  # in_progress | completed
+    bookingId: str | None = None
+    expiresAt: datetime | None = None
+    createdAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return self.tenantId
+
+    @property
+    def row_key(self) -> str:
+        return encode_key(self.key)
+
+
+@dataclass
+class SecretRef(Record):
+    """One Key Vault secret that holds something of a tenant, so a tenant's secrets are found
+    from the table (never by listing the vault) and deleted when the tenant disconnects."""
+
+    TABLE: ClassVar[str] = "secretindex"
+    tenantId: str
+    secretName: str
+    kind: str  # refresh_token
+    subjectId: str | None = None  # the member's oid, for refresh tokens
+    createdAt: datetime | None = None
+    deletedAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return self.tenantId
+
+    @property
+    def row_key(self) -> str:
+        return self.secretName
+
+
+R = TypeVar("R", bound=Record)
+
+
+# --- the table layer --------------------------------------------------------------------------
+
+
+class TableStore:
+    """Thin wrapper over `TableServiceClient`: one client per process, tables created on first
+    use, SDK exceptions translated to ours. Construction does no I/O."""
+
+    def __init__(self, connection: StorageConnection, *, prefix: str = "tenkc") -> None:
+        self._connection = connection
+        self._prefix = prefix
+        self._service: Any = None
+        self._tables: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, table: str) -> Any:
+        client = self._tables.get(table)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._tables.get(table)
+            if client is None:
+                client = self._create_table_client(f"{self._prefix}{table}")
+                self._tables[table] = client
+        return client
+
+    def _create_table_client(self, name: str) -> Any:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.data.tables import TableServiceClient
+
+        if self._service is None:
+            if self._connection.connection_string:
+                self._service = TableServiceClient.from_connection_string(self._connection.connection_string)
+            else:
+                from shared.clients import azure_credential
+
+                self._service = TableServiceClient(
+                    endpoint=self._connection.table_service_uri, credential=azure_credential()
+                )
+        with contextlib.suppress(ResourceExistsError):
+            self._service.create_table(name)
+        return self._service.get_table_client(name)
+
+    # Generic operations on records.
+
+    def get(self, cls: type[R], partition_key: str, row_key: str) -> R | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = self._client(cls.TABLE).get_entity(partition_key, row_key)
+        except ResourceNotFoundError:
+            return None
+        return cls.from_entity(entity)
+
+    def insert(self, record: R) -> R:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            metadata = self._client(record.TABLE).create_entity(record.to_entity())
+        except ResourceExistsError:
+            raise AlreadyExists(f"{record.TABLE} row exists") from None
+        record.etag = metadata.get("etag")
+        return record
+
+    def update(self, record: R) -> R:
+        """Replace the row only if it is unchanged since `record` was read (its ETag)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        if not record.etag:
+            raise ValueError("update needs the ETag of the row as read; use insert() for new rows")
+        try:
+            metadata = self._client(record.TABLE).update_entity(
+                record.to_entity(), mode=UpdateMode.REPLACE, etag=record.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise ConcurrencyConflict(f"{record.TABLE} row changed or vanished since it was read") from None
+        record.etag = metadata.get("etag")
+        return record
+
+    def delete(self, record: Record, *, if_unchanged: bool = True) -> None:
+        """Delete the row (if unchanged since read, by default); a row already gone is fine."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        kwargs: dict[str, Any] = {}
+        if if_unchanged and record.etag:
+            kwargs = {"etag": record.etag, "match_condition": MatchConditions.IfNotModified}
+        try:
+            self._client(record.TABLE).delete_entity(record.partition_key, record.row_key, **kwargs)
+        except ResourceModifiedError:
+            raise ConcurrencyConflict(f"{record.TABLE} row changed since it was read") from None
+        except ResourceNotFoundError:
+            pass
+
+    def query(self, cls: type[R], filter_: str, parameters: dict[str, Any] | None = None,
+              *, page_size: int = 100) -> Iterator[R]:
+        entities = self._client(cls.TABLE).query_entities(
+            filter_, parameters=parameters or {}, results_per_page=page_size
+        )
+        for entity in entities:
+            yield cls.from_entity(entity)
+
+    def page(self, cls: type[R], filter_: str, parameters: dict[str, Any] | None = None, *,
+             page_size: int = 100, continuation: Any = None) -> tuple[list[R], Any]:
+        """One page of a query and the token for the next (None at the end)."""
+        pages = self._client(cls.TABLE).query_entities(
+            filter_, parameters=parameters or {}, results_per_page=page_size
+        ).by_page(continuation_token=continuation)
+        items = [cls.from_entity(entity) for entity in next(pages, [])]
+        return items, pages.continuation_token
+
+    def insert_many(self, records: list[Record]) -> None:
+        """Insert rows of one table and partition atomically (all or none)."""
+        from azure.data.tables import TableTransactionError
+
+        if not records:
+            return
+        table = records[0].TABLE
+        try:
+            self._client(table).submit_transaction([("create", r.to_entity()) for r in records])
+        except TableTransactionError as error:
+            if getattr(error, "error_code", None) == "EntityAlreadyExists":
+                raise AlreadyExists(f"{table} row exists") from None
+            raise
+
+    def modify(self, cls: type[R], partition_key: str, row_key: str,
+               change: Callable[[R], R | None], *, attempts: int = 5) -> R | None:
+        """Read, apply `change`, write back with the ETag; on a lost race, re-read and retry.
+        `change` returns the new record, or None to leave the row as it is. A missing row: None."""
+        for _ in range(attempts):
+            current = self.get(cls, partition_key, row_key)
+            if current is None:
+                return None
+            etag = current.etag
+            changed = change(current)
+            if changed is None:
+                return current
+            changed.etag = etag
+            try:
+                return self.update(changed)
+            except ConcurrencyConflict:
+                log.info("%s row changed while being updated; retrying", cls.TABLE)
+        raise ConcurrencyConflict(f"{cls.TABLE} row kept changing; gave up after {attempts} attempts")
+
+
+# --- repositories: the queries the service makes ------------------------------------------------
+
+
+class Repositories:
+    """Named queries over `TableStore`, one small method per question the service asks."""
+
+    def __init__(self, store: TableStore) -> None:
+        self.store = store
+
+    # tenants
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.store.get(Tenant, tenant_id, "tenant")
+
+    def tenants_page(self, *, status: str, mode: str | None = None, page_size: int = 100,
+                     continuation: Any = None) -> tuple[list[Tenant], Any]:
+        filter_, params = "RowKey eq 'tenant' and status eq @status", {"status": status}
+        if mode:
+            filter_ += " and mode eq @mode"
+            params["mode"] = mode
+        return self.store.page(Tenant, filter_, params, page_size=page_size, continuation=continuation)
+
+    # consent requests
+    def consent_request(self, request_id: str) -> ConsentRequest | None:
+        return self.store.get(ConsentRequest, encode_key(request_id), "request")
+
+    def expired_consent_requests(self, now: datetime) -> Iterator[ConsentRequest]:
+        return self.store.query(ConsentRequest, "expiresAt lt @now", {"now": now})
+
+    # connected users: one row per member, found by oid; by e-mail through a partition query
+    def user(self, tenant_id: str, user_id: str) -> ConnectedUser | None:
+        return self.store.get(ConnectedUser, tenant_id, "user:" + encode_key(user_id.lower()))
+
+    def user_by_email(self, tenant_id: str, email: str) -> ConnectedUser | None:
+        found = self.store.query(
+            ConnectedUser, "PartitionKey eq @tenant and email eq @email",
+            {"tenant": tenant_id, "email": email.lower()},
+        )
+        return next(iter(found), None)
+
+    def users(self, tenant_id: str) -> Iterator[ConnectedUser]:
+        return self.store.query(
+            ConnectedUser, "PartitionKey eq @tenant and RowKey ge 'user:' and RowKey lt 'user;'",
+            {"tenant": tenant_id},
+        )
+
+    def users_due_page(self, due_before: datetime, *, page_size: int = 100,
+                       continuation: Any = None) -> tuple[list[ConnectedUser], Any]:
+        return self.store.page(
+            ConnectedUser, "status eq 'connected' and refreshDueAt le @due", {"due": due_before},
+            page_size=page_size, continuation=continuation,
+        )
+
+    # bookings and idempotency records
+    def booking(self, tenant_id: str, booking_id: str) -> Booking | None:
+        return self.store.get(Booking, tenant_id, encode_key(booking_id))
+
+    def idempotency_record(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+        return self.store.get(IdempotencyRecord, tenant_id, encode_key(key))
+
+    def expired_idempotency_records(self, now: datetime) -> Iterator[IdempotencyRecord]:
+        return self.store.query(IdempotencyRecord, "expiresAt lt @now", {"now": now})
+
+    # the index of a tenant's Key Vault secrets
+    def secret_refs(self, tenant_id: str, *, include_deleted: bool = False) -> Iterator[SecretRef]:
+        refs = self.store.query(SecretRef, "PartitionKey eq @tenant", {"tenant": tenant_id})
+        return (ref for ref in refs if include_deleted or ref.deletedAt is None)

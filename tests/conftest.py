@@ -1,0 +1,55 @@
+"""Shared fixtures. Azurite and the sandbox are started by the tests themselves, on free ports,
+and stopped after; nothing here needs a service running beforehand."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tools.azurite import Azurite, start_azurite
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Settings for importing the app in tests; integration fixtures replace the endpoints with live
+# local ones. Ids are fixed test values, not real registrations.
+BASE_ENV = {
+    "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
+    "ALLOWED_RETURN_ORIGINS": "https://app.10kc.example,http://127.0.0.1:3000",
+    "APP_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+    "KEY_VAULT_URL": "https://127.0.0.1:9/",
+    "SERVICE_STORAGE": "UseDevelopmentStorage=true",
+    "LOG_LEVEL": "INFO",
+}
+for _name, _value in BASE_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+
+def clear_caches() -> None:
+    from shared import clients
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    clients.azure_credential.cache_clear()
+    clients.secret_store.cache_clear()
+    clients.repositories.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    instance = start_azurite(tmp_path_factory.mktemp("azurite"))
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def table_store(azurite: Azurite):
+    """A TableStore on Azurite with its own table prefix, so tests never see each other's rows."""
+    from shared.settings import StorageConnection
+    from shared.storage import TableStore
+
+    prefix = "t" + uuid.uuid4().hex[:12]
+    return TableStore(StorageConnection(connection_string=azurite.connection_string), prefix=prefix)
