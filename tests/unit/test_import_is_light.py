@@ -1,0 +1,24 @@
+"""Cold start: importing the app must not load the heavy SDKs; they load when first used."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("msal", "requests", "azure.identity", "azure.data.tables", "azure.keyvault.secrets", "azure.storage.queue")
+
+
+def test_function_app_import_loads_no_sdk_client():
+    probe = f"import sys, function_app; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_a_bad_setting_stops_the_app_at_import_naming_it():
+    probe = "import function_app"
+    env = {"PATH": "/usr/bin:/bin", "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
+           "ALLOWED_RETURN_ORIGINS": "https://app.10kc.example", "APP_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+           "SERVICE_STORAGE": "UseDevelopmentStorage=true", "KEY_VAULT_URL": "http://vault.example"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+    assert out.returncode != 0
+    assert "KEY_VAULT_URL must use https" in out.stderr

@@ -1,0 +1,123 @@
+"""`make run`: Azurite, the sandbox and the function host, together, until Ctrl-C.
+
+The host is Azure Functions Core Tools' `func start` where it is installed, else the project's
+small local host (`python -m devhost`). Both read `local.settings.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tools.azurite import start_azurite
+from tools.procs import stop, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+SANDBOX_PORT = 8443
+HOST_PORT = 7071
+AZURITE_PORTS = (10000, 10001, 10002)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _host_command() -> tuple[list[str], str]:
+    func = shutil.which("func")
+    if func:
+        return [func, "start", "--port", str(HOST_PORT)], "Azure Functions Core Tools (func start)"
+    return [sys.executable, "-m", "devhost", "--port", str(HOST_PORT)], "the project's local host (devhost)"
+
+
+def main() -> int:
+    busy = [p for p in (*AZURITE_PORTS, SANDBOX_PORT, HOST_PORT) if not _port_free(p)]
+    if busy:
+        print(f"make run: ports already in use on 127.0.0.1: {busy}; is another `make run` going?", file=sys.stderr)
+        return 1
+    LOCAL.mkdir(exist_ok=True)
+    settings = json.loads((ROOT / "local.settings.json").read_text())["Values"]
+    started: list[subprocess.Popen] = []
+    stopping = threading.Event()
+
+    def shut_down(*_: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, shut_down)
+    signal.signal(signal.SIGTERM, shut_down)
+    try:
+        print("starting Azurite (tables, queues) on 127.0.0.1:10000-10002 ...", flush=True)
+        azurite = start_azurite(LOCAL / "azurite", ports=AZURITE_PORTS, log_file=LOCAL / "azurite.log")
+        started.append(azurite.process)
+
+        print(f"starting the Microsoft cloud sandbox on https://127.0.0.1:{SANDBOX_PORT} ...", flush=True)
+        sandbox = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "--port", str(SANDBOX_PORT), "--state-dir", str(LOCAL / "sandbox"),
+             "--seed", str(ROOT / "sandbox" / "seed.json")],
+            cwd=ROOT, start_new_session=True,
+        )
+        started.append(sandbox)
+        wait_for_port(SANDBOX_PORT, timeout=30, process=sandbox)
+
+        command, name = _host_command()
+        print(f"starting {name} on http://127.0.0.1:{HOST_PORT} ...", flush=True)
+        env = dict(os.environ)
+        # The machine may set REQUESTS_CA_BUNDLE for everything; the host must trust the sandbox CA
+        # too (the bundle holds the system CAs plus the sandbox's). Verification stays on.
+        env["REQUESTS_CA_BUNDLE"] = str(LOCAL / "sandbox" / "ca-bundle.pem")
+        host = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+        started.append(host)
+        wait_for_port(HOST_PORT, timeout=60, process=host)
+        _print_try(settings)
+
+        while not stopping.is_set():
+            for process in started:
+                if process.poll() is not None:
+                    print(f"make run: a process exited ({process.args[0]}, code {process.returncode}); stopping",
+                          file=sys.stderr)
+                    stopping.set()
+            stopping.wait(0.5)
+    finally:
+        print("\nstopping ...", flush=True)
+        began = time.monotonic()
+        threads = [threading.Thread(target=stop, args=(p,), kwargs={"timeout": 8}) for p in reversed(started)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print(f"stopped in {time.monotonic() - began:.1f}s", flush=True)
+    return 0
+
+
+def _print_try(settings: dict[str, str]) -> None:
+    base = f"http://127.0.0.1:{HOST_PORT}/api"
+    print(
+        f"""
+The service is running.
+  health:        curl -s {base}/health
+  not a route:   curl -s {base}/nope
+  sandbox:       curl -s --cacert .local/sandbox/ca.pem https://127.0.0.1:{SANDBOX_PORT}/_sandbox/health
+  Graph calls:   curl -s --cacert .local/sandbox/ca.pem https://127.0.0.1:{SANDBOX_PORT}/_sandbox/requests
+  functions:     curl -s http://127.0.0.1:{HOST_PORT}/admin/functions
+Settings come from local.settings.json (app client id {settings.get("APP_CLIENT_ID")}).
+Ctrl-C stops everything.""",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
