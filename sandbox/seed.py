@@ -1,0 +1,360 @@
+"""Validation and normalisation of a seed (the seed file, or the body of ``POST /_sandbox/reset``).
+
+The format is the one in SANDBOX.md. ``validate_seed`` returns a normalised deep copy (GUIDs and
+e-mail addresses lower-cased, defaults filled in) holding only the sections the input names, or
+raises ``SeedError`` listing every problem found, with a JSON-pointer-like path for each.
+Unknown properties are errors (a typo such as ``"consent"`` would otherwise pass silently); to
+add a property, add it to the ``*_KEYS`` set of its level here.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cryptography import x509
+
+SEED_KEYS = {"homeTenantId", "apps", "vault", "tenants", "managedIdentity", "resetVault"}
+APP_KEYS = {"clientId", "clientSecret", "certificates", "redirectUris", "permissions", "displayName"}
+TENANT_KEYS = {"tenantId", "domain", "displayName", "consented", "applicationAccessPolicy", "groups", "users"}
+USER_KEYS = {"id", "mail", "displayName", "isAdmin", "timeZone", "workingHours", "events"}
+GROUP_KEYS = {"id", "mail", "displayName", "members"}
+WORKING_HOURS_KEYS = {"daysOfWeek", "startTime", "endTime"}
+MANAGED_IDENTITY_KEYS = {"identityHeader", "principalId", "clientId"}
+# Events may carry more Graph event properties (attendees, location, ...) for later slices;
+# only these are checked here.
+EVENT_CHECKED_KEYS = {"subject", "start", "end", "showAs"}
+
+SHOW_AS = ("free", "tentative", "busy", "oof", "workingElsewhere", "unknown")
+DAYS_OF_WEEK = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+DEFAULT_APPLICATION_PERMISSIONS = ["Calendars.ReadWrite"]
+DEFAULT_DELEGATED_PERMISSIONS = ["Calendars.ReadWrite", "User.Read"]
+DEFAULT_TIME_ZONE = "UTC"
+DEFAULT_WORKING_HOURS = {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+                         "startTime": "08:00:00", "endTime": "17:00:00"}
+DEFAULT_IDENTITY_HEADER = "sandbox-identity-header"
+RESERVED_TENANT_SEGMENTS = {"organizations", "common", "consumers"}
+
+SECRET_NAME_RE = re.compile(r"[0-9a-zA-Z-]{1,127}")
+_TIME_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,7})?)?")
+_MAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+class SeedError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def is_guid(value: object) -> bool:
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_event_time(value: str) -> datetime:
+    """Parse an ISO 8601 date-time with an offset (``Z`` allowed)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("no UTC offset")
+    return parsed
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def obj(self, value: Any, where: str, allowed: set[str]) -> bool:
+        if not isinstance(value, dict):
+            self.fail(where, "must be an object")
+            return False
+        for key in value:
+            if key not in allowed:
+                self.fail(f"{where}/{key}", f"unknown property (allowed: {', '.join(sorted(allowed))})")
+        return True
+
+    def guid(self, value: Any, where: str) -> str | None:
+        if not is_guid(value):
+            self.fail(where, "must be a GUID string like 00000000-0000-0000-0000-000000000000")
+            return None
+        return str(value).lower()
+
+    def string(self, value: Any, where: str, *, empty_ok: bool = False) -> str | None:
+        if not isinstance(value, str) or (not empty_ok and not value):
+            self.fail(where, "must be a non-empty string" if not empty_ok else "must be a string")
+            return None
+        return value
+
+    def string_list(self, value: Any, where: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.fail(where, "must be a list of non-empty strings")
+            return []
+        return list(value)
+
+    def mail(self, value: Any, where: str) -> str | None:
+        if not isinstance(value, str) or not _MAIL_RE.fullmatch(value):
+            self.fail(where, "must be an e-mail address")
+            return None
+        return value.lower()
+
+
+def _each(items: Any, check: Any) -> list[dict[str, Any]]:
+    """``check(item, index)`` for each item of a list, keeping the results that are not None."""
+    if not isinstance(items, list):
+        return []
+    return [r for i, item in enumerate(items) if (r := check(item, i)) is not None]
+
+
+def _permissions(c: _Checker, value: Any, where: str) -> dict[str, list[str]]:
+    result = {"application": list(DEFAULT_APPLICATION_PERMISSIONS), "delegated": list(DEFAULT_DELEGATED_PERMISSIONS)}
+    if value is None:
+        return result
+    if c.obj(value, where, {"application", "delegated"}):
+        for kind in ("application", "delegated"):
+            if kind in value:
+                result[kind] = c.string_list(value[kind], f"{where}/{kind}")
+    return result
+
+
+def _app(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
+    if not c.obj(value, where, APP_KEYS):
+        return None
+    client_id = c.guid(value.get("clientId"), f"{where}/clientId")
+    secret = value.get("clientSecret")
+    if secret is not None:
+        secret = c.string(secret, f"{where}/clientSecret")
+    certificates: list[str] = []
+    for i, pem in enumerate(value.get("certificates") or []):
+        try:
+            x509.load_pem_x509_certificate(pem.encode("ascii"))
+        except (AttributeError, ValueError, UnicodeEncodeError):
+            c.fail(f"{where}/certificates/{i}", "must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+            continue
+        certificates.append(pem)
+    if "certificates" in value and not isinstance(value["certificates"], list):
+        c.fail(f"{where}/certificates", "must be a list of PEM certificates")
+    if secret is None and not certificates:
+        c.fail(where, "needs a clientSecret or at least one certificate")
+    redirect_uris = c.string_list(value.get("redirectUris", []), f"{where}/redirectUris")
+    display_name = value.get("displayName", "10KC Calendar")
+    c.string(display_name, f"{where}/displayName")
+    return {"clientId": client_id, "clientSecret": secret, "certificates": certificates,
+            "redirectUris": redirect_uris, "permissions": _permissions(c, value.get("permissions"),
+                                                                       f"{where}/permissions"),
+            "displayName": display_name}
+
+
+def _working_hours(c: _Checker, value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULT_WORKING_HOURS.items()}
+    if not c.obj(value, where, WORKING_HOURS_KEYS):
+        return dict(DEFAULT_WORKING_HOURS)
+    days = c.string_list(value.get("daysOfWeek"), f"{where}/daysOfWeek")
+    for day in days:
+        if day not in DAYS_OF_WEEK:
+            c.fail(f"{where}/daysOfWeek", f"{day!r} is not one of {', '.join(DAYS_OF_WEEK)}")
+    times = {}
+    for key in ("startTime", "endTime"):
+        text = value.get(key)
+        if not isinstance(text, str) or not _TIME_RE.fullmatch(text):
+            c.fail(f"{where}/{key}", "must be a time like 09:00:00")
+        else:
+            times[key] = text if text.count(":") == 2 else text + ":00"
+    if len(times) == 2 and times["startTime"] >= times["endTime"]:
+        c.fail(where, "startTime must be before endTime")
+    return {"daysOfWeek": days, **times}
+
+
+def _event(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        c.fail(where, "must be an object")
+        return None
+    event = dict(value)
+    c.string(event.get("subject", ""), f"{where}/subject", empty_ok=True)
+    event.setdefault("subject", "")
+    bounds = []
+    for key in ("start", "end"):
+        text = event.get(key)
+        try:
+            bounds.append(parse_event_time(text))  # type: ignore[arg-type]
+        except (TypeError, ValueError, AttributeError):
+            c.fail(f"{where}/{key}", "must be an ISO 8601 date-time with a UTC offset, e.g. 2026-12-01T10:00:00-05:00")
+    if len(bounds) == 2 and bounds[0] >= bounds[1]:
+        c.fail(where, "start must be before end")
+    show_as = event.setdefault("showAs", "busy")
+    if show_as not in SHOW_AS:
+        c.fail(f"{where}/showAs", f"must be one of {', '.join(SHOW_AS)}")
+    return event
+
+
+def _user(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
+    if not c.obj(value, where, USER_KEYS):
+        return None
+    user_id = c.guid(value.get("id"), f"{where}/id")
+    mail = c.mail(value.get("mail"), f"{where}/mail")
+    display_name = c.string(value.get("displayName", mail or ""), f"{where}/displayName")
+    is_admin = value.get("isAdmin", False)
+    if not isinstance(is_admin, bool):
+        c.fail(f"{where}/isAdmin", "must be true or false")
+    time_zone = value.get("timeZone", DEFAULT_TIME_ZONE)
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        c.fail(f"{where}/timeZone", f"{time_zone!r} is not an IANA time zone name (e.g. America/New_York)")
+    events = value.get("events", [])
+    if not isinstance(events, list):
+        c.fail(f"{where}/events", "must be a list")
+        events = []
+    checked_events = [_event(c, e, f"{where}/events/{i}") for i, e in enumerate(events)]
+    return {"id": user_id, "mail": mail, "displayName": display_name, "isAdmin": is_admin is True,
+            "timeZone": time_zone, "workingHours": _working_hours(c, value.get("workingHours"),
+                                                                  f"{where}/workingHours"),
+            "events": [e for e in checked_events if e is not None]}
+
+
+def _tenant(c: _Checker, value: Any, where: str, app_ids: set[str] | None) -> dict[str, Any] | None:
+    if not c.obj(value, where, TENANT_KEYS):
+        return None
+    tenant_id = c.guid(value.get("tenantId"), f"{where}/tenantId")
+    domain = value.get("domain")
+    if not isinstance(domain, str) or not _DOMAIN_RE.fullmatch(domain.lower()):
+        c.fail(f"{where}/domain", "must be a DNS domain name like contoso.example")
+        domain = None
+    else:
+        domain = domain.lower()
+    users = _each(value.get("users") or [], lambda item, i: _user(c, item, f"{where}/users/{i}"))
+    if "users" in value and not isinstance(value["users"], list):
+        c.fail(f"{where}/users", "must be a list")
+    by_key: dict[str, dict[str, Any]] = {}
+    for i, user in enumerate(users):
+        for key in (user["id"], user["mail"]):
+            if key and key in by_key:
+                c.fail(f"{where}/users/{i}", f"duplicate user id or mail {key!r}")
+            elif key:
+                by_key[key] = user
+    groups = []
+    for i, group in enumerate(value.get("groups") or []):
+        gw = f"{where}/groups/{i}"
+        if not c.obj(group, gw, GROUP_KEYS):
+            continue
+        members = []
+        for member in c.string_list(group.get("members", []), f"{gw}/members"):
+            user = by_key.get(member.lower())
+            if user is None:
+                c.fail(f"{gw}/members", f"{member!r} is not a user (mail or id) of this tenant")
+            else:
+                members.append(user["mail"])
+        mail = c.mail(group.get("mail"), f"{gw}/mail")
+        groups.append({"id": c.guid(group.get("id"), f"{gw}/id"), "mail": mail,
+                       "displayName": group.get("displayName") or (mail.split("@")[0] if mail else ""),
+                       "members": members})
+    group_ids = {g["id"] for g in groups}
+    consented: dict[str, dict[str, list[str]]] = {}
+    raw_consented = value.get("consented") or {}
+    if not isinstance(raw_consented, dict):
+        c.fail(f"{where}/consented", "must be an object keyed by clientId")
+        raw_consented = {}
+    for client_id, grant in raw_consented.items():
+        cw = f"{where}/consented/{client_id}"
+        cid = c.guid(client_id, cw)
+        if cid and app_ids is not None and cid not in app_ids:
+            c.fail(cw, "is not the clientId of an app in the seed's apps")
+        if c.obj(grant, cw, {"application", "delegated"}) and cid:
+            consented[cid] = {"application": c.string_list(grant.get("application", []), f"{cw}/application"),
+                              "delegated": c.string_list(grant.get("delegated", []), f"{cw}/delegated")}
+    policy: dict[str, str] = {}
+    raw_policy = value.get("applicationAccessPolicy") or {}
+    if not isinstance(raw_policy, dict):
+        c.fail(f"{where}/applicationAccessPolicy", "must be an object {clientId: groupId}")
+        raw_policy = {}
+    for client_id, group_id in raw_policy.items():
+        pw = f"{where}/applicationAccessPolicy/{client_id}"
+        cid = c.guid(client_id, pw)
+        gid = c.guid(group_id, pw)
+        if gid and gid not in group_ids:
+            c.fail(pw, f"group {group_id!r} is not one of this tenant's groups")
+        if cid and gid:
+            policy[cid] = gid
+    return {"tenantId": tenant_id, "domain": domain, "displayName": value.get("displayName") or domain,
+            "consented": consented, "applicationAccessPolicy": policy, "groups": groups, "users": users}
+
+
+def validate_seed(raw: Any, *, require_home: bool, current_app_ids: set[str] | None = None) -> dict[str, Any]:
+    """Validate and normalise ``raw``.
+
+    ``require_home``: the seed file must name ``homeTenantId``; a reset body may leave it out.
+    ``current_app_ids``: the apps in force when the body names none (consent grants must name one).
+    """
+    c = _Checker()
+    if not c.obj(raw, "", SEED_KEYS):
+        raise SeedError(c.problems or ["the seed must be a JSON object"])
+    out: dict[str, Any] = {}
+    if "homeTenantId" in raw or require_home:
+        out["homeTenantId"] = c.guid(raw.get("homeTenantId"), "/homeTenantId")
+    app_ids = current_app_ids
+    if "apps" in raw:
+        if not isinstance(raw["apps"], list):
+            c.fail("/apps", "must be a list")
+        else:
+            apps = _each(raw["apps"], lambda item, i: _app(c, item, f"/apps/{i}"))
+            app_ids = set()
+            for i, app in enumerate(apps):
+                if app["clientId"] in app_ids:
+                    c.fail(f"/apps/{i}/clientId", "duplicate clientId")
+                app_ids.add(app["clientId"])
+            out["apps"] = apps
+    if "vault" in raw:
+        vault = raw["vault"]
+        if c.obj(vault, "/vault", {"secrets"}):
+            secrets = vault.get("secrets", {})
+            if not isinstance(secrets, dict):
+                c.fail("/vault/secrets", "must be an object {name: value}")
+                secrets = {}
+            seen: set[str] = set()
+            for name, secret_value in secrets.items():
+                if not SECRET_NAME_RE.fullmatch(name):
+                    c.fail(f"/vault/secrets/{name}", "secret names are 1-127 characters of 0-9, a-z, A-Z and -")
+                elif name.lower() in seen:
+                    c.fail(f"/vault/secrets/{name}", "duplicate name (Key Vault names are case-insensitive)")
+                seen.add(name.lower())
+                c.string(secret_value, f"/vault/secrets/{name}", empty_ok=True)
+            out["vault"] = {"secrets": dict(secrets)}
+    if "resetVault" in raw:
+        if not isinstance(raw["resetVault"], bool):
+            c.fail("/resetVault", "must be true or false")
+        out["resetVault"] = raw["resetVault"] is True
+    if "managedIdentity" in raw:
+        mi = raw["managedIdentity"]
+        if c.obj(mi, "/managedIdentity", MANAGED_IDENTITY_KEYS):
+            header = c.string(mi.get("identityHeader", DEFAULT_IDENTITY_HEADER), "/managedIdentity/identityHeader")
+            out["managedIdentity"] = {"identityHeader": header, "principalId": None, "clientId": None}
+            for key in ("principalId", "clientId"):
+                if key in mi:
+                    out["managedIdentity"][key] = c.guid(mi[key], f"/managedIdentity/{key}")
+    if "tenants" in raw:
+        if not isinstance(raw["tenants"], list):
+            c.fail("/tenants", "must be a list")
+        else:
+            tenants = _each(raw["tenants"], lambda item, i: _tenant(c, item, f"/tenants/{i}", app_ids))
+            seen_keys: set[str] = set()
+            for i, tenant in enumerate(tenants):
+                for key in (tenant["tenantId"], tenant["domain"]):
+                    if key and key in seen_keys:
+                        c.fail(f"/tenants/{i}", f"duplicate tenantId or domain {key!r}")
+                    elif key:
+                        seen_keys.add(key)
+            out["tenants"] = tenants
+    if c.problems:
+        raise SeedError(c.problems)
+    return out
