@@ -53,3 +53,37 @@ def table_store(azurite: Azurite):
 
     prefix = "t" + uuid.uuid4().hex[:12]
     return TableStore(StorageConnection(connection_string=azurite.connection_string), prefix=prefix)
+
+
+SANDBOX_SEED = ROOT / "tests" / "sandbox_seed.json"
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory):
+    """The local Microsoft cloud on a free port, seeded from tests/sandbox_seed.json."""
+    from sandbox.testing import start_sandbox
+
+    instance = start_sandbox(tmp_path_factory.mktemp("sandbox"), SANDBOX_SEED)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def sandbox_env(sandbox, monkeypatch: pytest.MonkeyPatch):
+    """The process environment of the service pointed at the sandbox (managed identity, CA
+    bundle, endpoints), with every cached setting and client rebuilt from it."""
+    import json
+
+    seed = json.loads(SANDBOX_SEED.read_text())
+    values = {
+        **sandbox.managed_identity_env(),
+        "KEY_VAULT_URL": sandbox.base_url,
+        "IDENTITY_AUTHORITY_HOST": sandbox.base_url,
+        "GRAPH_BASE_URL": sandbox.base_url + "/v1.0",
+        "APP_CLIENT_ID": seed["apps"][0]["clientId"],
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    clear_caches()
+    yield values
+    clear_caches()

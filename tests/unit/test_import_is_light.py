@@ -17,7 +17,8 @@ def test_function_app_import_loads_no_sdk_client():
 def test_a_bad_setting_stops_the_app_at_import_naming_it():
     probe = "import function_app"
     env = {"PATH": "/usr/bin:/bin", "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
-           "ALLOWED_RETURN_ORIGINS": "https://app.10kc.example", "APP_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+           "ALLOWED_RETURN_ORIGINS": "https://app.10kc.example",
+           "APP_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
            "SERVICE_STORAGE": "UseDevelopmentStorage=true", "KEY_VAULT_URL": "http://vault.example"}
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, env=env, check=False)
     assert out.returncode != 0
