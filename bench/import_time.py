@@ -27,24 +27,30 @@ print(elapsed, len(sys.modules), ",".join(heavy))
 """
 
 
-def measure(module: str, runs: int, env: dict[str, str]) -> tuple[float, int, str]:
-    times, modules, heavy = [], 0, ""
+def probe(module: str, env: dict[str, str]) -> tuple[float, int, str]:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout.split(" ")
+    return float(out[0]), int(out[1]), out[2].strip()
+
+
+def measure(modules: list[str], runs: int, env: dict[str, str]) -> dict[str, tuple[float, int, str]]:
+    """Runs alternate between the modules, so drift in machine load hits both alike."""
+    samples: dict[str, list[tuple[float, int, str]]] = {m: [] for m in modules}
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, check=True).stdout.split(" ")
-        times.append(float(out[0]))
-        modules, heavy = int(out[1]), out[2].strip()
-    return statistics.median(times), modules, heavy
+        for module in modules:
+            samples[module].append(probe(module, env))
+    return {m: (statistics.median(s[0] for s in runs_), runs_[-1][1], runs_[-1][2]) for m, runs_ in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     env = dict(os.environ)
     env.update(json.loads((ROOT / "local.settings.sample.json").read_text())["Values"])
-    base, base_modules, _ = measure("azure.functions", args.runs, env)
-    app, app_modules, heavy = measure("function_app", args.runs, env)
+    figures = measure(["azure.functions", "function_app"], args.runs, env)
+    base, base_modules, _ = figures["azure.functions"]
+    app, app_modules, heavy = figures["function_app"]
     print(f"import azure.functions : {base * 1000:7.1f} ms median of {args.runs}  ({base_modules} modules)")
     print(f"import function_app    : {app * 1000:7.1f} ms median of {args.runs}  ({app_modules} modules)")
     print(f"function_app's own cost: {(app - base) * 1000:7.1f} ms")
