@@ -5,9 +5,12 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
 setup: $(STAMP_PY) $(STAMP_NODE)
+
+browser:
+	bash tools/ensure_chromium.sh
 
 $(STAMP_PY): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +30,7 @@ run: setup local.settings.json
 lint: $(STAMP_PY)
 	$(PY) -m ruff check .
 
-test: setup lint
+test: setup browser lint
 	$(PY) -m pytest
 
 bench: setup

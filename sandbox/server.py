@@ -25,13 +25,13 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import unquote
 
-from . import control, identity, keyvault
+from . import consent, control, graph, identity, keyvault
 from .keyvault import VaultStore
 from .pki import ensure_pki
 from .state import RequestLog, SandboxState
 from .web import HttpError, Request, Response, Router, graph_error, utc_now_rfc3339
 
-AREAS: tuple[ModuleType, ...] = (control, identity, keyvault)
+AREAS: tuple[ModuleType, ...] = (control, identity, consent, keyvault, graph)
 LOOPBACK = "127.0.0.1"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 IDLE_CONNECTION_TIMEOUT = 60.0
