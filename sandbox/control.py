@@ -24,6 +24,7 @@ def reset(req: Request) -> Response:
     body = req.json(lambda message: graph_error(req, 400, "BadRequest", message))
     try:
         summary = req.sandbox.state.reset(body)
+        req.sandbox.faults.clear()
     except SeedError as exc:
         message = "The seed is not valid: " + "; ".join(exc.problems)
         raise HttpError(graph_error(req, 400, "BadRequest", message)) from None

@@ -25,13 +25,14 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import unquote
 
-from . import consent, control, graph, identity, keyvault
+from . import consent, control, faults, graph, identity, keyvault
+from .faults import Fault, FaultPlan, fault_response
 from .keyvault import VaultStore
 from .pki import ensure_pki
 from .state import RequestLog, SandboxState
 from .web import HttpError, Request, Response, Router, graph_error, utc_now_rfc3339
 
-AREAS: tuple[ModuleType, ...] = (control, identity, consent, keyvault, graph)
+AREAS: tuple[ModuleType, ...] = (control, faults, identity, consent, keyvault, graph)
 LOOPBACK = "127.0.0.1"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 IDLE_CONNECTION_TIMEOUT = 60.0
@@ -58,6 +59,7 @@ class Sandbox:
         self.vault = VaultStore(self.state_dir / "vault.json")
         self.state = SandboxState.from_seed_file(Path(seed_path), self.vault)
         self.request_log = RequestLog()
+        self.faults = FaultPlan()
         self.router = build_router()
         self.log_stream = log_stream  # where one line per request goes (stderr for the CLI), or None
 
@@ -146,18 +148,41 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             req.body = self._read_body()
         except _BadBody as exc:
             self.close_connection = True
-            response = graph_error(req, exc.status, "BadRequest", exc.message)
+            response, fault = graph_error(req, exc.status, "BadRequest", exc.message), None
         else:
-            response = self._route(req)
-        self._send(req, response)
+            response, fault = self._route_with_faults(req)
+        if fault is not None and fault.drop:
+            # The work is done; the answer never arrives (as when a connection breaks mid-reply).
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.request.shutdown(socket.SHUT_RDWR)
+        else:
+            self._send(req, response)
         duration_ms = round((time.monotonic() - start) * 1000, 1)
         if not raw_path.startswith("/_sandbox/"):
-            sandbox.request_log.add({"method": self.command, "path": raw_path, "query": redact_query(query),
-                                     "status": response.status, "time": started_at, "durationMs": duration_ms})
+            entry = {"method": self.command, "path": raw_path, "query": redact_query(query),
+                     "status": response.status, "time": started_at, "durationMs": duration_ms}
+            if fault is not None:
+                entry["fault"] = "drop" if fault.drop else ("status" if fault.status else "latency")
+            sandbox.request_log.add(entry)
         if sandbox.log_stream is not None:
             with contextlib.suppress(Exception):
                 print(f"{started_at} {self.command} {raw_path} -> {response.status} ({duration_ms} ms)",
                       file=sandbox.log_stream, flush=True)
+
+    def _route_with_faults(self, req: Request) -> tuple[Response, Fault | None]:
+        """Route, unless a fault rule (``/_sandbox/faults``) takes this request."""
+        fault = None if req.path.startswith("/_sandbox/") else req.sandbox.faults.take(req.method, req.path)
+        if fault is None:
+            return self._route(req), None
+        if fault.latency_ms and not fault.latency_after_work:
+            time.sleep(fault.latency_ms / 1000)
+        if fault.status is not None:
+            return fault_response(req, fault), fault
+        response = self._route(req)
+        if fault.latency_ms and fault.latency_after_work:
+            time.sleep(fault.latency_ms / 1000)
+        return response, fault
 
     def _route(self, req: Request) -> Response:
         handler, match, path_known = req.sandbox.router.resolve(req.method, req.path)
