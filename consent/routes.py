@@ -1,7 +1,113 @@
-"""HTTP routes of this feature (thin handlers: parse, call the service, answer)."""
+"""HTTP routes of tenants, members and consent: parse, call the service, answer."""
 
 from __future__ import annotations
 
+import functools
+import logging
+from functools import lru_cache
+
 import azure.functions as func
 
+from consent import pages
+from shared import validation as v
+from shared.http import Handler, as_service_error, endpoint, json_body, json_response, request_id_of
+from shared.logs import request_context
+
+log = logging.getLogger(__name__)
+
 bp = func.Blueprint()
+
+
+@lru_cache(maxsize=1)
+def tenant_service():
+    from consent.tenants import TenantService
+    from shared.clients import member_tokens, repositories
+
+    return TenantService(repositories(), member_tokens())
+
+
+@lru_cache(maxsize=1)
+def consent_service():
+    from consent.flows import ConsentService
+    from shared.clients import member_tokens, repositories, token_provider
+    from shared.settings import get_settings
+
+    return ConsentService(get_settings(), repositories(), token_provider(), member_tokens())
+
+
+def page_endpoint(handler: Handler) -> Handler:
+    """`endpoint` for the browser routes: a request id, and an HTML page (not JSON) on failure."""
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        request_id = request_id_of(req)
+        with request_context(request_id):
+            try:
+                response = handler(req)
+            except Exception as raised:
+                error = as_service_error(raised)
+                response = pages.page(error.status if error.status >= 500 else 502,
+                                      "Something went wrong",
+                                      "10KC could not complete this step; nothing was changed. Please try again "
+                                      "from 10KC in a few minutes.")
+            response.headers["x-request-id"] = request_id
+            return response
+
+    return wrapper
+
+
+def _tenant_id(req: func.HttpRequest) -> str:
+    return v.guid(req.route_params.get("tenantId", ""), "tenantId")
+
+
+@bp.function_name("tenant")
+@bp.route(route="tenants/{tenantId}", methods=["GET", "PUT", "DELETE"])
+@endpoint
+def tenant(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = _tenant_id(req)
+    service = tenant_service()
+    if req.method == "PUT":
+        body = json_body(req)
+        view, created = service.register(tenant_id, body)
+        return json_response(view, 201 if created else 200)
+    if req.method == "DELETE":
+        service.disconnect(tenant_id)
+        return func.HttpResponse(status_code=204)
+    return json_response(service.view(tenant_id))
+
+
+@bp.function_name("tenant_member")
+@bp.route(route="tenants/{tenantId}/users/{userId}", methods=["GET", "DELETE"])
+@endpoint
+def tenant_member(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = _tenant_id(req)
+    user_id = req.route_params.get("userId", "")
+    user_id = v.email(user_id, "userId") if "@" in user_id else v.plain_id(user_id, "userId")
+    if req.method == "DELETE":
+        tenant_service().disconnect_member(tenant_id, user_id)
+        return func.HttpResponse(status_code=204)
+    return json_response(tenant_service().member(tenant_id, user_id))
+
+
+@bp.function_name("consent_request")
+@bp.route(route="tenants/{tenantId}/consent", methods=["POST"])
+@endpoint
+def consent_request(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = _tenant_id(req)
+    body = json_body(req)
+    tenant = tenant_service().require(tenant_id)
+    return json_response(consent_service().create_request(tenant, body), 201)
+
+
+@bp.function_name("consent_redirect")
+@bp.route(route="consent/redirect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@page_endpoint
+def consent_redirect(req: func.HttpRequest) -> func.HttpResponse:
+    return consent_service().redirect(req.params.get("request"))
+
+
+@bp.function_name("consent_callback")
+@bp.route(route="consent/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@page_endpoint
+def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
+    return consent_service().callback(dict(req.params))

@@ -35,3 +35,17 @@ def repositories() -> Any:
 
     settings = get_settings()
     return Repositories(TableStore(settings.storage, prefix=settings.table_prefix))
+
+
+@lru_cache(maxsize=1)
+def token_provider() -> Any:
+    from shared.tokens import TokenProvider
+
+    return TokenProvider(get_settings(), secret_store())
+
+
+@lru_cache(maxsize=1)
+def member_tokens() -> Any:
+    from shared.members import MemberTokens
+
+    return MemberTokens(repositories(), secret_store())

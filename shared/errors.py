@@ -45,6 +45,46 @@ class UpstreamThrottled(ServiceError):
     status, code = 503, "upstream_throttled"
 
 
+class TenantNotFound(ServiceError):
+    status, code = 404, "tenant_not_found"
+
+
+class BookingNotFound(ServiceError):
+    status, code = 404, "booking_not_found"
+
+
+class TenantOwnedElsewhere(ServiceError):
+    status, code = 409, "tenant_owned_elsewhere"
+
+
+class TenantNotEnabled(ServiceError):
+    status, code = 409, "tenant_not_enabled"
+
+
+class WrongMode(ServiceError):
+    status, code = 409, "wrong_mode"
+
+
+class UserNotConnected(ServiceError):
+    status, code = 409, "user_not_connected"
+
+
+class OutsideSecurityGroup(ServiceError):
+    status, code = 403, "outside_security_group"
+
+
+class SlotUnavailable(ServiceError):
+    status, code = 409, "slot_unavailable"
+
+
+class IdempotencyInProgress(ServiceError):
+    status, code = 409, "idempotency_in_progress"
+
+
+class IdempotencyConflict(ServiceError):
+    status, code = 422, "idempotency_conflict"
+
+
 class ConcurrencyConflict(Exception):
     """An ETag check failed: someone else wrote the row since it was read."""
 

@@ -61,17 +61,37 @@ def endpoint(handler: Handler) -> Handler:
         with request_context(request_id):
             try:
                 response = handler(req)
-            except ServiceError as error:
+            except Exception as raised:
+                error = as_service_error(raised)
                 if error.status >= 500:
                     log.warning("request failed: %s %s", error.code, error.message)
                 response = error_response(error)
-            except Exception:
-                log.exception("unhandled error in %s", handler.__name__)
-                response = error_response(ServiceError("The service failed to handle the request."))
             response.headers[REQUEST_ID_HEADER] = request_id
             return response
 
     return wrapper
+
+
+def as_service_error(raised: Exception) -> ServiceError:
+    """Map any exception to what the caller sees. Dependencies that failed become 502 / 503 in
+    the envelope with our own message; anything unforeseen is logged with its traceback and
+    answered as a plain 500 (never the traceback itself)."""
+    from shared.errors import ConcurrencyConflict, SecretStoreUnavailable, UpstreamError, UpstreamThrottled
+
+    if isinstance(raised, ServiceError):
+        return raised
+    if isinstance(raised, SecretStoreUnavailable):
+        return UpstreamError("Key Vault is unavailable; retry later.")
+    if isinstance(raised, ConcurrencyConflict):
+        return UpstreamThrottled("The record is busy with another change; retry shortly.", retry_after=1)
+    if type(raised).__name__ == "IdentityError":
+        return UpstreamError(f"The Microsoft identity platform refused the request: {raised}.")
+    if type(raised).__module__.startswith("azure.core"):
+        log.warning("storage call failed: %s", type(raised).__name__)
+        return UpstreamError("Storage is unavailable; retry later.")
+    log.error("unhandled error", exc_info=raised)
+    return ServiceError("The service failed to handle the request.")
+
 
 
 def json_body(req: func.HttpRequest) -> dict[str, Any]:
@@ -83,6 +103,8 @@ def json_body(req: func.HttpRequest) -> dict[str, Any]:
         value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidRequest("The body is not valid UTF-8 JSON.") from None
+    except RecursionError:
+        raise InvalidRequest("The body is nested too deeply.") from None
     if not isinstance(value, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return value

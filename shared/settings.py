@@ -61,9 +61,14 @@ def _url(name: str, value: str, *, https_only: bool) -> str:
 
 def _origin(name: str, value: str) -> str:
     url = _url(name, value, https_only=False)
-    parts = urlsplit(url)
-    if parts.path not in ("", "/"):
+    if urlsplit(url).path not in ("", "/"):
         raise SettingsError(f"{name}: {value!r} is not an origin (scheme://host[:port], no path)")
+    return origin_of(url)
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of an absolute URL, lower-cased, default ports left out."""
+    parts = urlsplit(url)
     port = parts.port
     default = {"http": 80, "https": 443}[parts.scheme]
     host = parts.hostname or ""

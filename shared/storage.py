@@ -158,6 +158,30 @@ class ConsentRequest(Record):
 
 
 @dataclass
+class ConsentState(Record):
+    """One visit to a consent link: the `state` sent to Microsoft (stored as its SHA-256, so the
+    table never holds a usable state) and, for a member, MSAL's auth-code flow (PKCE verifier,
+    nonce), kept server-side until the callback. Used once, then deleted."""
+
+    TABLE: ClassVar[str] = "consentstates"
+    stateHash: str
+    requestId: str
+    tenantId: str
+    kind: str
+    expiresAt: datetime
+    flow: str | None = None  # JSON of MSAL's flow dict (member consent only)
+    createdAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return self.stateHash
+
+    @property
+    def row_key(self) -> str:
+        return "state"
+
+
+@dataclass
 class ConnectedUser(Record):
     """A delegated member's calendar connection. The refresh token itself is in Key Vault; the
     row names the secret and the version that is current."""
@@ -336,8 +360,8 @@ class TableStore:
         record.etag = metadata.get("etag")
         return record
 
-    def delete(self, record: Record, *, if_unchanged: bool = True) -> None:
-        """Delete the row (if unchanged since read, by default); a row already gone is fine."""
+    def delete(self, record: Record, *, if_unchanged: bool = True) -> bool:
+        """Delete the row (if unchanged since read, by default). False: it was already gone."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
@@ -349,7 +373,8 @@ class TableStore:
         except ResourceModifiedError:
             raise ConcurrencyConflict(f"{record.TABLE} row changed since it was read") from None
         except ResourceNotFoundError:
-            pass
+            return False
+        return True
 
     def query(self, cls: type[R], filter_: str, parameters: dict[str, Any] | None = None,
               *, page_size: int = 100) -> Iterator[R]:
@@ -429,6 +454,12 @@ class Repositories:
 
     def expired_consent_requests(self, now: datetime) -> Iterator[ConsentRequest]:
         return self.store.query(ConsentRequest, "expiresAt lt @now", {"now": now})
+
+    def consent_state(self, state_hash: str) -> ConsentState | None:
+        return self.store.get(ConsentState, state_hash, "state")
+
+    def expired_consent_states(self, now: datetime) -> Iterator[ConsentState]:
+        return self.store.query(ConsentState, "expiresAt lt @now", {"now": now})
 
     # connected users: one row per member, found by oid; by e-mail through a partition query
     def user(self, tenant_id: str, user_id: str) -> ConnectedUser | None:

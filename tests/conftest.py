@@ -36,6 +36,12 @@ def clear_caches() -> None:
     clients.azure_credential.cache_clear()
     clients.secret_store.cache_clear()
     clients.repositories.cache_clear()
+    clients.token_provider.cache_clear()
+    clients.member_tokens.cache_clear()
+    from consent import routes as consent_routes
+
+    consent_routes.tenant_service.cache_clear()
+    consent_routes.consent_service.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +93,46 @@ def sandbox_env(sandbox, monkeypatch: pytest.MonkeyPatch):
     clear_caches()
     yield values
     clear_caches()
+
+
+@pytest.fixture
+def app_env(azurite, sandbox, sandbox_env, monkeypatch: pytest.MonkeyPatch):
+    """The whole service's environment: Azurite (tables with a prefix of this test's own), the
+    sandbox reset to the test seed's tenants, every cached client rebuilt."""
+    import json
+
+    seed = json.loads(SANDBOX_SEED.read_text())
+    sandbox.reset({"tenants": seed["tenants"]})
+    monkeypatch.setenv("SERVICE_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("STORAGE_TABLE_PREFIX", "t" + uuid.uuid4().hex[:12])
+    clear_caches()
+    yield seed
+    clear_caches()
+
+
+@pytest.fixture(scope="session")
+def host():
+    """The real FunctionApp served over HTTP by the local host, as `make run` serves it."""
+    import function_app
+    from devhost import LocalHost
+
+    instance = LocalHost(function_app.app, port=0).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def api(host, app_env):
+    """A requests session on the running app (`api.get("/tenants/…")`), with its base URL."""
+    import requests
+
+    class Api(requests.Session):
+        def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+            kwargs.setdefault("timeout", 30)
+            kwargs.setdefault("allow_redirects", False)
+            return super().request(method, f"{host.base_url}/api{url}", *args, **kwargs)
+
+    session = Api()
+    session.trust_env = False  # the app is plain http on loopback; no proxies, no CA bundle needed
+    yield session
+    session.close()

@@ -4,16 +4,6 @@ import pytest
 import requests
 
 
-@pytest.fixture(scope="module")
-def host():
-    import function_app
-    from devhost import LocalHost
-
-    instance = LocalHost(function_app.app, port=0).start()
-    yield instance
-    instance.stop()
-
-
 def test_health_over_http(host):
     response = requests.get(f"{host.base_url}/api/health", timeout=5)
     assert response.status_code == 200

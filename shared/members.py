@@ -1,0 +1,112 @@
+"""Delegated members' refresh tokens: kept in Key Vault, pointed to by the member's Table row.
+
+A connection writes the token under a fresh secret name (names are never reused, see
+`shared.secrets`), indexes the name under the tenant first (so no secret is ever unfindable, even
+after a crash), then moves the member's row to it with an ETag check, and only then deletes the
+previous connection's secret. A refresh writes a new version of the same name.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from shared.errors import AlreadyExists, ConcurrencyConflict
+from shared.secrets import SecretStore, refresh_token_secret_name
+from shared.storage import ConnectedUser, Repositories, SecretRef, utcnow
+
+log = logging.getLogger(__name__)
+
+# Refresh tokens live 90 days (Microsoft's default); refreshing weekly keeps a wide margin.
+REFRESH_EVERY = timedelta(days=7)
+
+
+class MemberTokens:
+    def __init__(self, repos: Repositories, secrets: SecretStore) -> None:
+        self.repos = repos
+        self.secrets = secrets
+
+    def connect(self, tenant_id: str, user_id: str, email: str, refresh_token: str,
+                *, now: datetime | None = None) -> ConnectedUser:
+        """Keep a member's new refresh token and make it the current one (replacing any older)."""
+        now = now or utcnow()
+        user_id = user_id.lower()
+        name = refresh_token_secret_name(tenant_id, user_id, uuid.uuid4().hex)
+        self.repos.store.insert(SecretRef(tenantId=tenant_id, secretName=name, kind="refresh_token",
+                                          subjectId=user_id, createdAt=now))
+        version = self.secrets.set(name, refresh_token, content_type="application/vnd.tenkc.refresh-token",
+                                   tags={"kind": "refresh_token"})
+        previous: str | None = None
+        for _ in range(5):
+            current = self.repos.user(tenant_id, user_id)
+            record = ConnectedUser(tenantId=tenant_id, userId=user_id, email=email.lower(), status="connected",
+                                   secretName=name, secretVersion=version, connectedAt=now, lastRefreshAt=now,
+                                   refreshDueAt=now + REFRESH_EVERY)
+            try:
+                if current is None:
+                    self.repos.store.insert(record)
+                else:
+                    previous = current.secretName
+                    record.etag = current.etag
+                    self.repos.store.update(record)
+                break
+            except (AlreadyExists, ConcurrencyConflict):
+                continue
+        else:
+            raise ConcurrencyConflict("the member's row kept changing while connecting")
+        if previous and previous != name:
+            self.forget_secret(tenant_id, previous)
+        return record
+
+    def refresh_token(self, user: ConnectedUser) -> str:
+        """The member's current refresh token (raises SecretNotFound / SecretUnavailable)."""
+        if not user.secretName:
+            raise LookupError("member has no stored token")
+        return self.secrets.get(user.secretName, user.secretVersion)
+
+    def forget_secret(self, tenant_id: str, name: str, *, now: datetime | None = None) -> None:
+        """Delete a secret from Key Vault and mark its index row; both steps are idempotent."""
+        self.secrets.delete(name)
+
+        def mark(ref: SecretRef) -> SecretRef | None:
+            if ref.deletedAt is not None:
+                return None
+            ref.deletedAt = now or utcnow()
+            return ref
+
+        self.repos.store.modify(SecretRef, tenant_id, name, mark)
+
+    def disconnect(self, tenant_id: str, user_id: str) -> None:
+        """Delete the member's tokens and mark the member not connected; idempotent."""
+        user = self.repos.user(tenant_id, user_id)
+        if user is not None:
+            self._disconnect_user(user)
+        # Any other secret of this member (say, from a connect that crashed half-way).
+        for ref in self.repos.secret_refs(tenant_id):
+            if ref.subjectId == user_id.lower():
+                self.forget_secret(tenant_id, ref.secretName)
+
+    def _disconnect_user(self, user: ConnectedUser) -> None:
+        name = user.secretName
+
+        def clear(current: ConnectedUser) -> ConnectedUser | None:
+            if current.status == "not_connected" and current.secretName is None:
+                return None
+            current.status, current.secretName, current.secretVersion = "not_connected", None, None
+            current.refreshDueAt = None
+            return current
+
+        self.repos.store.modify(ConnectedUser, user.tenantId, user.row_key, clear)
+        if name:
+            self.forget_secret(user.tenantId, name)
+
+    def disconnect_tenant(self, tenant_id: str) -> int:
+        """Delete every stored token of the tenant (found through the index); returns how many."""
+        for user in self.repos.users(tenant_id):
+            self._disconnect_user(user)
+        count = 0
+        for ref in self.repos.secret_refs(tenant_id):
+            self.forget_secret(tenant_id, ref.secretName)
+            count += 1
+        return count
