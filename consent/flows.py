@@ -85,6 +85,7 @@ class ConsentService:
         self.members = members
         self.clock = clock
         self.sleep = sleep
+        self.propagation_wait = PROPAGATION_WAIT_SECONDS
 
     # -- POST /api/tenants/{tenantId}/consent ------------------------------------------------------
 
@@ -229,7 +230,7 @@ class ConsentService:
     def _prove_app_consent(self, tenant_id: str) -> Callable[[str, str], func.HttpResponse] | None:
         """Get a new app-only token for the tenant whose `roles` hold the calendar permission,
         retrying for up to 30 s while the consent propagates. None when proved."""
-        deadline = time.monotonic() + PROPAGATION_WAIT_SECONDS
+        deadline = time.monotonic() + self.propagation_wait
         delay = 1.0
         last: IdentityError | None = None
         while True:
@@ -249,7 +250,7 @@ class ConsentService:
                 break
             self.sleep(delay)
             delay = min(delay * 2, 8.0)
-        log.warning("consent not visible after %.0fs: %s", PROPAGATION_WAIT_SECONDS, last)
+        log.warning("consent not visible after %.0fs: %s", self.propagation_wait, last)
         return lambda org, back: pages.upstream_failed(org, back, last.aadsts if last else None)
 
     def _enable(self, tenant_id: str) -> None:

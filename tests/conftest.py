@@ -129,7 +129,7 @@ def api(host, app_env):
     class Api(requests.Session):
         def request(self, method, url, *args, **kwargs):  # type: ignore[override]
             kwargs.setdefault("timeout", 30)
-            kwargs.setdefault("allow_redirects", False)
+            kwargs["allow_redirects"] = False  # Session.get sets True; we look at our own 302s
             return super().request(method, f"{host.base_url}/api{url}", *args, **kwargs)
 
     session = Api()
