@@ -182,7 +182,7 @@ def test_consent_that_cannot_be_proved_is_502_and_changes_nothing(api):
 
 def test_delegated_admin_consent_names_scopes_never_default(api, sandbox):
     register(api, NORTHWIND, mode="delegated", name="Northwind")
-    location, query = open_link(api, consent_link(api, NORTHWIND))
+    _, query = open_link(api, consent_link(api, NORTHWIND))
     scopes = query["scope"].split(" ")
     assert "https://graph.microsoft.com/Calendars.ReadWrite" in scopes
     assert not any(s.endswith("/.default") for s in scopes)
