@@ -1,0 +1,195 @@
+"""The slot engine against a brute-force oracle that looks at every minute.
+
+The oracle shares no code with the engine: it lays out the minutes around the window, marks
+each minute busy (widened by the buffer) or working (per person, from the wall clock), and
+tests every minute whose local wall-clock time is on the grid. Random busy sets, time zones with
+odd offsets, buffers, steps, and windows around DST changes; the answers must be the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from itertools import accumulate
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from availability.slots import Busy, Participant, SlotQuery, WorkingHours, find_slots
+
+ZONES = ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham",
+         "America/Sao_Paulo", "Asia/Tehran", "Europe/Berlin", "America/St_Johns"]
+# Days with DST changes somewhere in ZONES, and an ordinary one.
+BASE_DAYS = [datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 3, 29, tzinfo=UTC),
+             datetime(2026, 10, 25, tzinfo=UTC), datetime(2026, 4, 5, tzinfo=UTC), datetime(2026, 10, 4, tzinfo=UTC),
+             datetime(2026, 12, 1, tzinfo=UTC)]
+STATUSES = ["free", "tentative", "busy", "oof", "workingElsewhere", "unknown"]
+DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+@st.composite
+def scenarios(draw):
+    base = draw(st.sampled_from(BASE_DAYS)) + timedelta(minutes=draw(st.integers(-36 * 60, 36 * 60)))
+    length = timedelta(minutes=draw(st.integers(30, 60 * 60)))
+    start, end = base, base + length
+    duration = timedelta(minutes=draw(st.integers(5, 240)))
+    buffer = timedelta(minutes=draw(st.sampled_from([0, 0, 5, 10, 15, 30, 60])))
+    people = []
+    for index in range(draw(st.integers(1, 3))):
+        busy = []
+        for _ in range(draw(st.integers(0, 8))):
+            offset = draw(st.integers(-300, int(length.total_seconds() // 60) + 300))
+            busy.append(Busy(start + timedelta(minutes=offset),
+                             start + timedelta(minutes=offset + draw(st.integers(1, 300))),
+                             draw(st.sampled_from(STATUSES))))
+        hours = None
+        if draw(st.booleans()):
+            begin = time(draw(st.integers(0, 23)), draw(st.sampled_from([0, 15, 30, 45])))
+            finish = time(draw(st.integers(0, 23)), draw(st.sampled_from([0, 15, 30, 45])))
+            days = frozenset(draw(st.lists(st.sampled_from(DAYS), min_size=1, max_size=7, unique=True)))
+            hours = WorkingHours(days, begin, finish, ZoneInfo(draw(st.sampled_from(ZONES))))
+        people.append(Participant(f"p{index}@x.example", busy, hours))
+    now = None
+    if draw(st.booleans()):
+        now = start + timedelta(minutes=draw(st.integers(-60, int(length.total_seconds() // 60))))
+    query = SlotQuery(start=start, end=end, duration=duration,
+                      step_minutes=draw(st.sampled_from([5, 7, 15, 30, 45, 60, 90, 100, 1440])),
+                      buffer=buffer, max_slots=draw(st.sampled_from([1, 3, 500])),
+                      zone=ZoneInfo(draw(st.sampled_from(ZONES))), respect_working_hours=draw(st.booleans()),
+                      tentative_as_busy=draw(st.booleans()), now=now)
+    return people, query, draw(st.booleans())
+
+
+def oracle(people, query: SlotQuery, unavailable: bool):
+    origin = query.start - timedelta(days=3)
+    total = int((query.end - origin).total_seconds() // 60) + 3 * 24 * 60
+    minute = [origin + timedelta(minutes=i) for i in range(total)]
+
+    def index(t: datetime) -> int:
+        return int((t - origin).total_seconds() // 60)
+
+    def prefix(flags):
+        return [0, *accumulate(flags)]
+
+    busy = [0] * total
+    for person in people:
+        for b in person.busy:
+            status = b.status.lower()
+            if status in ("busy", "oof", "unknown") or (status == "tentative" and query.tentative_as_busy):
+                for i in range(max(0, index(b.start)), min(total, index(b.end))):
+                    busy[i] = 1
+    busy_sum = prefix(busy)
+
+    working_sums = []
+    if query.respect_working_hours:
+        for person in people:
+            hours = person.working_hours
+            if hours is None:
+                continue
+            walls = [m.astimezone(hours.zone).replace(tzinfo=None) for m in minute]
+
+            def first_at_or_after(naive: datetime, walls=walls) -> int:
+                # The first minute whose wall-clock time is at or after `naive`.
+                i = max(0, index(naive.replace(tzinfo=UTC)) - 15 * 60)
+                while walls[i] < naive:
+                    i += 1
+                return i
+
+            work = [0] * total
+            day = (query.start - timedelta(days=2)).astimezone(hours.zone).date()
+            while day <= (query.end + timedelta(days=1)).astimezone(hours.zone).date():
+                if DAYS[day.weekday()] in hours.days:
+                    a = first_at_or_after(datetime.combine(day, hours.start))
+                    end_day = day if hours.end > hours.start else day + timedelta(days=1)
+                    b = first_at_or_after(datetime.combine(end_day, hours.end))
+                    for i in range(a, b):
+                        work[i] = 1
+                day += timedelta(days=1)
+            working_sums.append(prefix(work))
+
+    d = int(query.duration.total_seconds() // 60)
+    buf = int(query.buffer.total_seconds() // 60)
+    starts, in_hours = [], 0
+    earliest = query.start if query.now is None else max(query.start, query.now)
+    for i in range(index(query.start), index(query.end) - d + 1):
+        t = minute[i]
+        local = t.astimezone(query.zone)
+        if (local.hour * 60 + local.minute) % query.step_minutes or t < earliest:
+            continue
+        if any(s[i + d] - s[i] != d for s in working_sums):
+            continue
+        in_hours += 1
+        if busy_sum[min(total, i + d + buf)] - busy_sum[max(0, i - buf)] == 0:
+            starts.append(t)
+    starts = sorted(starts)[: query.max_slots]
+    reason = None
+    if not starts:
+        reason = ("participant_unavailable" if unavailable else
+                  "outside_working_hours" if in_hours == 0 and working_sums else "no_common_time")
+    return starts, reason
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_engine_matches_the_minute_by_minute_oracle(scenario):
+    people, query, unavailable = scenario
+    result = find_slots(people, query, unavailable=unavailable)
+    expected, reason = oracle(people, query, unavailable)
+    # PEP 495: a time in a repeated hour never equals one of another zone; compare in UTC.
+    assert [s.astimezone(UTC) for s, _ in result.slots] == expected
+    # Aware datetimes of one zone subtract as wall-clock times; compare instants in UTC.
+    assert all(e.astimezone(UTC) - s.astimezone(UTC) == query.duration for s, e in result.slots)
+    assert all(s.tzinfo == query.zone == e.tzinfo for s, e in result.slots)
+    assert result.empty_reason == reason
+
+
+def test_fall_back_gives_both_instants_and_spring_forward_skips():
+    zone = ZoneInfo("America/New_York")
+    fall = SlotQuery(start=datetime(2026, 11, 1, 5, 0, tzinfo=UTC), end=datetime(2026, 11, 1, 7, 30, tzinfo=UTC),
+                     duration=timedelta(minutes=30), step_minutes=30, buffer=timedelta(0), max_slots=50, zone=zone,
+                     respect_working_hours=False)
+    starts = [s.strftime("%H:%M%z") for s, _ in find_slots([Participant("a@x.example")], fall).slots]
+    assert starts == ["01:00-0400", "01:30-0400", "01:00-0500", "01:30-0500", "02:00-0500"]
+    spring = SlotQuery(start=datetime(2026, 3, 8, 6, 0, tzinfo=UTC), end=datetime(2026, 3, 8, 8, 0, tzinfo=UTC),
+                       duration=timedelta(minutes=30), step_minutes=30, buffer=timedelta(0), max_slots=50, zone=zone,
+                       respect_working_hours=False)
+    starts = [s.strftime("%H:%M%z") for s, _ in find_slots([Participant("a@x.example")], spring).slots]
+    assert starts == ["01:00-0500", "01:30-0500", "03:00-0400", "03:30-0400"]
+
+
+def test_buffer_counts_busy_time_just_outside_the_window_and_reaches_outside_working_hours():
+    zone = ZoneInfo("Europe/London")
+    hours = WorkingHours(frozenset(DAYS), time(9), time(17), zone)
+    busy = [Busy(datetime(2026, 12, 1, 8, 45, tzinfo=UTC), datetime(2026, 12, 1, 9, 0, tzinfo=UTC))]
+    query = SlotQuery(start=datetime(2026, 12, 1, 9, 0, tzinfo=UTC), end=datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+                      duration=timedelta(minutes=30), step_minutes=15, buffer=timedelta(minutes=15),
+                      max_slots=50, zone=zone)
+    starts = [s.strftime("%H:%M") for s, _ in find_slots([Participant("a@x.example", busy, hours)], query).slots]
+    assert starts == ["09:15", "09:30"]
+
+
+def test_night_shift_crosses_midnight_and_back_to_back_periods_merge():
+    zone = ZoneInfo("UTC")
+    night = WorkingHours(frozenset(DAYS), time(22), time(6), zone)
+    query = SlotQuery(start=datetime(2026, 12, 1, 21, 0, tzinfo=UTC), end=datetime(2026, 12, 2, 7, 0, tzinfo=UTC),
+                      duration=timedelta(hours=8), step_minutes=60, buffer=timedelta(0), max_slots=50, zone=zone)
+    starts = [s.strftime("%d %H:%M") for s, _ in find_slots([Participant("a@x.example", (), night)], query).slots]
+    assert starts == ["01 22:00"]
+    always = WorkingHours(frozenset(DAYS), time(0), time(0), zone)  # midnight to midnight, every day: merged
+    query = SlotQuery(start=datetime(2026, 12, 1, 20, 0, tzinfo=UTC), end=datetime(2026, 12, 2, 6, 0, tzinfo=UTC),
+                      duration=timedelta(hours=8), step_minutes=60, buffer=timedelta(0), max_slots=50, zone=zone)
+    assert len(find_slots([Participant("a@x.example", (), always)], query).slots) == 3
+
+
+def test_empty_reasons_in_order():
+    zone = ZoneInfo("UTC")
+    weekend = WorkingHours(frozenset({"saturday"}), time(9), time(17), zone)
+    query = SlotQuery(start=datetime(2026, 12, 1, 9, 0, tzinfo=UTC), end=datetime(2026, 12, 1, 17, 0, tzinfo=UTC),
+                      duration=timedelta(minutes=30), step_minutes=30, buffer=timedelta(0), max_slots=50, zone=zone)
+    person = Participant("a@x.example", [Busy(query.start, query.end)], weekend)
+    assert find_slots([person], query, unavailable=True).empty_reason == "participant_unavailable"
+    assert find_slots([person], query).empty_reason == "outside_working_hours"
+    busy_all_day = Participant("a@x.example", [Busy(query.start, query.end)])
+    assert find_slots([busy_all_day], query).empty_reason == "no_common_time"
+    free = Participant("a@x.example", [Busy(query.start, query.end, "free")])
+    assert find_slots([free], query).empty_reason is None
