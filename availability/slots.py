@@ -87,7 +87,10 @@ def merge(intervals: Iterable[tuple[datetime, datetime]], *, touching: bool) -> 
     return merged
 
 
-def intersect(a: list[tuple[datetime, datetime]], b: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+Intervals = list[tuple[datetime, datetime]]
+
+
+def intersect(a: Intervals, b: Intervals) -> Intervals:
     """Intersection of two sorted disjoint lists of closed intervals `[s, e]` (s <= e)."""
     out, i, j = [], 0, 0
     while i < len(a) and j < len(b):
