@@ -6,13 +6,25 @@
 - ``GET /_sandbox/requests[?since=<index>]`` -> ``{"value": [{"index", "method", "path", "query",
   "status", "time", "durationMs"}], "nextIndex": n}``: the requests received outside
   ``/_sandbox/``; ``since`` keeps those with ``index >= since``. ``DELETE`` clears the log.
+- ``POST /_sandbox/tenants/{tenant}/revoke`` (tenant GUID or domain; optional body
+  ``{"clientId": "..."}``, default every app): withdraws the app's consent in the tenant
+  (application and delegated grants, users' own consents; the service principal goes with them)
+  and revokes the refresh tokens issued there. Then refresh tokens answer ``invalid_grant``
+  AADSTS65001 and client credentials AADSTS700016 (see ``sandbox.identity``). Answers
+  ``{"tenantId", "revokedClientIds", "refreshTokensRevoked"}``.
+- ``POST /_sandbox/users/{email}/revoke``: revokes one user's refresh tokens, as an admin's
+  "revoke sessions" does; they then answer ``invalid_grant`` AADSTS50173. Answers
+  ``{"userId", "tenantId", "refreshTokensRevoked"}``.
 
 Requests to ``/_sandbox/`` are never logged.
 """
 
 from __future__ import annotations
 
-from .seed import SeedError
+from urllib.parse import unquote
+
+from .grants import find_user, revoke_consent
+from .seed import SeedError, is_guid
 from .web import HttpError, Request, Response, Route, graph_error
 
 
@@ -46,9 +58,44 @@ def clear_requests(req: Request) -> Response:
     return Response.empty(204)
 
 
+def revoke_tenant(req: Request) -> Response:
+    assert req.match is not None  # noqa: S101 - the route captures {tenant}
+    segment = unquote(req.match.group("tenant"))
+    body = req.json(lambda message: graph_error(req, 400, "BadRequest", message)) if req.body else {}
+    client_id = body.get("clientId") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or (client_id is not None and not is_guid(client_id)) or set(body) - {"clientId"}:
+        raise HttpError(graph_error(req, 400, "BadRequest", 'The body must be empty or {"clientId": "<GUID>"}.'))
+    state = req.sandbox.state
+    with state.lock:
+        tenant = state.resolve_tenant(segment)
+        if tenant is None or tenant not in state.tenants:
+            raise HttpError(graph_error(req, 404, "NotFound", f"No seeded tenant '{segment}'."))
+        client_id = client_id.lower() if client_id else None
+        revoked = revoke_consent(tenant, client_id)
+        tenant_id = tenant["tenantId"]
+    count = sum(req.sandbox.grants.revoke_refresh_tokens(tenant_id=tenant_id, client_id=cid)
+                for cid in ([client_id] if client_id else [None]))
+    return Response.json(200, {"tenantId": tenant_id, "revokedClientIds": revoked, "refreshTokensRevoked": count})
+
+
+def revoke_user(req: Request) -> Response:
+    assert req.match is not None  # noqa: S101 - the route captures {email}
+    email = unquote(req.match.group("email")).lower()
+    state = req.sandbox.state
+    with state.lock:
+        found = [(t["tenantId"], u["id"]) for t in state.tenants if (u := find_user(t, email))]
+    if not found:
+        raise HttpError(graph_error(req, 404, "NotFound", f"No seeded user '{email}'."))
+    tenant_id, user_id = found[0]
+    count = req.sandbox.grants.revoke_refresh_tokens(tenant_id=tenant_id, user_id=user_id)
+    return Response.json(200, {"userId": user_id, "tenantId": tenant_id, "refreshTokensRevoked": count})
+
+
 ROUTES: list[Route] = [
     ("GET", r"/_sandbox/health", health),
     ("POST", r"/_sandbox/reset", reset),
     ("GET", r"/_sandbox/requests", list_requests),
     ("DELETE", r"/_sandbox/requests", clear_requests),
+    ("POST", r"/_sandbox/tenants/(?P<tenant>[^/]+)/revoke", revoke_tenant),
+    ("POST", r"/_sandbox/users/(?P<email>[^/]+)/revoke", revoke_user),
 ]

@@ -9,14 +9,19 @@ accepted for discovery too, as Microsoft does).
   ``{tenantid}``. The issuer has the sandbox's own origin, so MSAL's ``oidc_authority`` check
   passes, and ``authority=`` + ``instance_discovery=False`` fetches this same document.
 - ``GET /{tenant}/discovery/v2.0/keys`` (and ``/discovery/keys``): the JWKS (RS256, ``kid`` = ``x5t``).
-- ``POST /{tenant}/oauth2/v2.0/token``: the grants in ``GRANTS``. For now ``client_credentials``
-  with a client secret (form or HTTP Basic) or a certificate ``client_assertion`` (RS256 with
-  ``x5t``, or PS256 with ``x5t#S256`` as MSAL sends for ``public_certificate``).
+- ``POST /{tenant}/oauth2/v2.0/token``: the grants in ``GRANTS``: ``client_credentials``,
+  ``authorization_code`` (codes from the consent pages in ``sandbox.consent``) and
+  ``refresh_token``. The client authenticates with a client secret (form or HTTP Basic) or a
+  certificate ``client_assertion`` (RS256 with ``x5t``, or PS256 with ``x5t#S256`` as MSAL sends
+  for ``public_certificate``). Delegated grants and their AADSTS codes: see ``_authorization_code``
+  and ``_refresh_token``.
 - ``GET /msi/token``: App Service / Functions managed identity (api-version 2019-08-01).
 
-Access tokens are v1-style RS256 JWTs (``iss`` ``https://sts.windows.net/{tid}/``, ``appid``,
-``idtyp: app``, ``roles`` when any) signed by the key in ``pki``; ``verify_access_token`` checks
-them for the resource handlers (Key Vault now, Graph later).
+Access tokens are v1-style RS256 JWTs (``iss`` ``https://sts.windows.net/{tid}/``, ``appid``)
+signed by the key in ``pki``: app-only ones have ``idtyp: app`` and ``roles`` when any; delegated
+ones (Graph only) ``idtyp: user``, ``scp`` (space-separated, no resource prefix), ``oid`` (the
+user), ``upn``/``unique_name``/``name``. ``verify_access_token`` checks both kinds for the resource
+handlers. ID tokens are v2 (``iss`` ``<sandbox origin>/{tid}/v2.0``, ``aud`` the client id).
 
 Errors have the identity platform's JSON shape (``error``, ``error_description`` with the
 ``AADSTSnnnn:`` prefix and the trace/correlation/timestamp lines, ``error_codes``, ``timestamp``,
@@ -29,9 +34,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus, urlsplit
@@ -40,6 +47,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .grants import consented_scopes, find_user
 from .pki import b64url
 from .state import service_principal_id
 from .web import HttpError, Request, Response, Route
@@ -52,6 +60,7 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 VAULT_RESOURCE = "https://vault.azure.net"
 KNOWN_RESOURCES = {GRAPH_RESOURCE: GRAPH_RESOURCE, GRAPH_APP_ID: GRAPH_RESOURCE, VAULT_RESOURCE: VAULT_RESOURCE}
 ACCESS_TOKEN_LIFETIME = 3599
+ID_TOKEN_LIFETIME = 3600
 MANAGED_IDENTITY_TOKEN_LIFETIME = 86399  # App Service managed-identity tokens live about 24 h
 MULTI_TENANT_SEGMENTS = {"organizations", "common"}
 RESERVED_SCOPES = {"openid", "profile", "offline_access", "email"}
@@ -62,8 +71,10 @@ CLOCK_SKEW = 300
 
 # -- errors -------------------------------------------------------------------------------------
 
-def aad_error(req: Request, status: int, error: str, code: int, description: str) -> Response:
-    """An identity-platform error answer (AADSTS ``code``), as Microsoft's token endpoint sends it."""
+def aad_error(req: Request, status: int, error: str, code: int, description: str,
+              extra: dict[str, Any] | None = None) -> Response:
+    """An identity-platform error answer (AADSTS ``code``), as Microsoft's token endpoint sends it.
+    ``extra`` adds fields such as ``suberror``."""
     now = datetime.now(UTC)
     timestamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
     trace_id = req.request_id
@@ -77,13 +88,15 @@ def aad_error(req: Request, status: int, error: str, code: int, description: str
         "trace_id": trace_id,
         "correlation_id": correlation_id,
         "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+        **(extra or {}),
     }
     return Response.json(status, body, [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache"),
                                         ("x-ms-request-id", req.request_id)])
 
 
-def _fail(req: Request, status: int, error: str, code: int, description: str) -> HttpError:
-    return HttpError(aad_error(req, status, error, code, description))
+def _fail(req: Request, status: int, error: str, code: int, description: str,
+          extra: dict[str, Any] | None = None) -> HttpError:
+    return HttpError(aad_error(req, status, error, code, description, extra))
 
 
 def _missing_parameter(req: Request, name: str) -> HttpError:
@@ -156,6 +169,109 @@ def verify_access_token(sandbox: Sandbox, token: str, audiences: Iterable[str] |
     if audiences is not None and claims.get("aud") not in set(audiences):
         raise InvalidToken("audience", f"unexpected audience {claims.get('aud')!r}", claims)
     return claims
+
+
+# -- delegated scopes and tokens ------------------------------------------------------------------
+
+class ScopeError(Exception):
+    """A ``scope`` value the sandbox refuses (AADSTS70011, invalid_scope)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ScopeRequest:
+    """A parsed delegated ``scope``: Graph permissions (spelt as the app's registration spells
+    them), the OpenID Connect scopes (lower-cased, in request order), and whether ``.default``
+    was asked (then ``scopes`` is the app's statically configured delegated permissions)."""
+
+    scopes: tuple[str, ...]
+    oidc: tuple[str, ...]
+    default: bool
+
+
+def parse_scope(scope: str, app: dict[str, Any]) -> ScopeRequest:
+    """Parse a delegated ``scope`` for ``app``. Graph scopes may be named with the resource
+    (``https://graph.microsoft.com/User.Read``, or Graph's app id) or bare (``User.Read``), as
+    Microsoft accepts. The sandbox's choice where Microsoft's dynamic consent knows every Graph
+    permission: the sandbox only knows the app's configured ``permissions.delegated``, so another
+    named permission, or another resource, is AADSTS70011."""
+    configured = {p.lower(): p for p in app["permissions"]["delegated"]}
+    names: list[str] = []
+    oidc: list[str] = []
+    default = False
+    for value in scope.split():
+        lower = value.lower()
+        if lower in RESERVED_SCOPES:
+            if lower not in oidc:
+                oidc.append(lower)
+            continue
+        resource, sep, name = value.rpartition("/")
+        if sep and KNOWN_RESOURCES.get(resource.lower()) != GRAPH_RESOURCE:
+            raise ScopeError(f"The provided value for the input parameter 'scope' is not valid. The scope {value} "
+                             "is not valid: the sandbox knows delegated permissions of Microsoft Graph only.")
+        if name.lower() == ".default":
+            default = True
+            continue
+        canonical = configured.get(name.lower())
+        if canonical is None:
+            raise ScopeError(f"The provided value for the input parameter 'scope' is not valid. The scope {value} "
+                             "is not valid: it is not a delegated permission configured for the application.")
+        if canonical not in names:
+            names.append(canonical)
+    if default and names:
+        raise ScopeError(f"The provided value for the input parameter 'scope' is not valid. The scope '{scope}' "
+                         "combines /.default with other scopes of the same resource.")
+    if default:
+        names = list(app["permissions"]["delegated"])
+    return ScopeRequest(tuple(names), tuple(oidc), default)
+
+
+def graph_scope_string(scopes: Iterable[str], oidc: Iterable[str] = ()) -> str:
+    """Scopes as a token response or admin-consent redirect names them: Graph ones with the
+    resource prefix, then the OpenID Connect ones other than ``offline_access``."""
+    return " ".join([f"{GRAPH_RESOURCE}/{s}" for s in scopes] + [s for s in oidc if s != "offline_access"])
+
+
+def pairwise_subject(client_id: str, user_id: str) -> str:
+    """``sub``: unique per user and app, as Microsoft's pairwise subject is."""
+    return b64url(hashlib.sha256(f"{client_id}/{user_id}".encode()).digest())[:43]
+
+
+def client_info(tenant_id: str, user_id: str) -> str:
+    """What MSAL asks for with ``client_info=1``: base64url of ``{"uid": oid, "utid": tid}``."""
+    return b64url(json.dumps({"uid": user_id, "utid": tenant_id}, separators=(",", ":")).encode())
+
+
+def issue_user_access_token(sandbox: Sandbox, *, tenant_id: str, user: dict[str, Any], app: dict[str, Any],
+                            scopes: Iterable[str], oidc: Iterable[str] = (), appidacr: str = "1") -> tuple[str, int]:
+    """Sign a delegated (user) access token for Microsoft Graph; returns (token, exp)."""
+    scp = [*scopes, *(s for s in oidc if s != "offline_access")]
+    return issue_access_token(
+        sandbox, tenant_id=tenant_id, audience=GRAPH_RESOURCE, appid=app["clientId"], oid=user["id"],
+        app_display_name=app["displayName"], appidacr=appidacr,
+        extra={"idtyp": "user", "scp": " ".join(scp), "sub": pairwise_subject(app["clientId"], user["id"]),
+               "upn": user["mail"], "unique_name": user["mail"], "name": user["displayName"], "amr": ["pwd"],
+               "acr": "1", "ipaddr": "127.0.0.1"})
+
+
+def issue_id_token(sandbox: Sandbox, *, tenant_id: str, user: dict[str, Any], client_id: str,
+                   nonce: str | None) -> str:
+    """Sign a v2 ID token (RS256, the same key as access tokens, so the JWKS verifies it)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "aud": client_id, "iss": f"{sandbox.base_url}/{tenant_id}/v2.0", "iat": now, "nbf": now,
+        "exp": now + ID_TOKEN_LIFETIME, "aio": b64url(secrets.token_bytes(24)), "email": user["mail"],
+        "name": user["displayName"], "oid": user["id"], "preferred_username": user["mail"],
+        "rh": b64url(secrets.token_bytes(12)) + ".", "sub": pairwise_subject(client_id, user["id"]),
+        "tid": tenant_id, "uti": b64url(secrets.token_bytes(16)), "ver": "2.0",
+    }
+    if nonce:
+        claims["nonce"] = nonce
+    signing = sandbox.pki.signing
+    return jwt.encode(claims, signing.key, algorithm="RS256", headers={"typ": "JWT", "kid": signing.kid})
 
 
 # -- tenant resolution --------------------------------------------------------------------------
@@ -280,10 +396,11 @@ def _unpadded(value: Any) -> str | None:
 
 
 def _token_endpoint_audiences(tr: TokenRequest) -> set[str]:
-    assert tr.tenant is not None  # noqa: S101
-    aliases = {tr.segment, tr.tenant["tenantId"]}
-    if tr.tenant.get("domain"):
-        aliases.add(tr.tenant["domain"])
+    aliases = {tr.segment}
+    if tr.tenant is not None:
+        aliases.add(tr.tenant["tenantId"])
+        if tr.tenant.get("domain"):
+            aliases.add(tr.tenant["domain"])
     paths = set()
     for alias in aliases:
         paths |= {f"/{alias}/oauth2/v2.0/token", f"/{alias}/oauth2/token", f"/{alias}/v2.0", f"/{alias}", f"/{alias}/"}
@@ -429,9 +546,184 @@ def _client_credentials(tr: TokenRequest) -> Response:
                           ("x-ms-request-id", req.request_id)])
 
 
-# Grant handlers by grant_type. authorization_code and refresh_token come with the consent slice.
+# -- delegated grants: authorization_code and refresh_token ----------------------------------------
+# Codes come from the consent pages (sandbox.consent); both grants live in sandbox.grants.
+# AADSTS codes and texts from learn.microsoft.com/entra/identity-platform/reference-error-codes
+# (MicrosoftDocs/entra-docs docs/identity-platform/reference-error-codes.md); the `error` values
+# from the token endpoint's table in learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow
+# ("invalid_grant: The authorization code or PKCE code verifier is invalid or has expired").
+
+def _invalid_grant(tr: TokenRequest, code: int, description: str, extra: dict[str, Any] | None = None) -> HttpError:
+    return _fail(tr.req, 400, "invalid_grant", code, description, extra)
+
+
+def _delegated_client(tr: TokenRequest) -> tuple[dict[str, Any], str]:
+    """(app, appidacr): the app named by ``client_id``, authenticated (caller holds state.lock)."""
+    client_id = tr.require("client_id").lower()
+    app = tr.req.sandbox.state.app(client_id)
+    if app is None:
+        where = (tr.tenant.get("displayName") or tr.tenant["tenantId"]) if tr.tenant else tr.segment
+        raise _fail(tr.req, 400, "unauthorized_client", 700016,
+                    f"Application with identifier '{client_id}' was not found in the directory '{where}'. This can "
+                    "happen if the application has not been installed by the administrator of the tenant or "
+                    "consented to by any user in the tenant. You may have sent your authentication request to the "
+                    "wrong tenant.")
+    return app, _authenticate_client(tr, app)
+
+
+def _grant_subject(tr: TokenRequest, tenant_id: str, user_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tenant, user) a code or refresh token was issued for (caller holds state.lock)."""
+    tenant = tr.req.sandbox.state.tenant(tenant_id)
+    user = find_user(tenant, user_id) if tenant else None
+    if tenant is None or user is None:
+        raise _invalid_grant(tr, 50034, "The user account does not exist in the directory. To sign into this "
+                                        "application, the account must be added to the directory.")
+    return tenant, user
+
+
+def _token_scopes(tr: TokenRequest, app: dict[str, Any], tenant: dict[str, Any], user: dict[str, Any],
+                  granted: tuple[str, ...]) -> tuple[str, ...]:
+    """The Graph scopes of the access token: the request's ``scope`` (optional for these grants,
+    a subset of what was consented), else those of the code or refresh token. All must still be
+    consented: else AADSTS65001 (DelegationDoesNotExist) with ``suberror: consent_required``."""
+    scopes = granted
+    if tr.form.get("scope"):
+        try:
+            parsed = parse_scope(tr.form["scope"], app)
+        except ScopeError as exc:
+            raise _fail(tr.req, 400, "invalid_scope", 70011, exc.message) from None
+        if parsed.default:
+            held = consented_scopes(tenant, app["clientId"], user["id"])
+            scopes = tuple(s for s in parsed.scopes if s.lower() in held)
+        elif parsed.scopes:
+            scopes = parsed.scopes
+    held = consented_scopes(tenant, app["clientId"], user["id"])
+    if any(s.lower() not in held for s in scopes) or app["clientId"] not in tenant["consented"]:
+        raise _invalid_grant(tr, 65001, f"The user or administrator has not consented to use the application with "
+                                        f"ID '{app['clientId']}' named '{app['displayName']}'. Send an interactive "
+                                        "authorization request for this user and resource.",
+                             {"suberror": "consent_required"})
+    return scopes
+
+
+def _pkce_matches(verifier: str, challenge: str, method: str | None) -> bool:
+    """RFC 7636 section 4.6: S256 compares BASE64URL(SHA256(ASCII(verifier))); plain compares as is."""
+    try:
+        raw = verifier.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    expected = b64url(hashlib.sha256(raw).digest()) if method == "S256" else verifier
+    return hmac.compare_digest(expected.encode("ascii"), challenge.encode("ascii", "replace"))
+
+
+def _delegated_tokens(tr: TokenRequest, *, app: dict[str, Any], appidacr: str, tenant_id: str,
+                      user: dict[str, Any], scopes: tuple[str, ...], granted: tuple[str, ...],
+                      oidc: tuple[str, ...], nonce: str | None = None) -> Response:
+    """The token response: access token; ``refresh_token`` only with ``offline_access`` and
+    ``id_token`` only with ``openid`` (v2-oauth2-auth-code-flow, "Successful response");
+    ``client_info`` when MSAL asks with ``client_info=1``."""
+    sandbox = tr.req.sandbox
+    access_token, exp = issue_user_access_token(sandbox, tenant_id=tenant_id, user=user, app=app, scopes=scopes,
+                                                oidc=oidc, appidacr=appidacr)
+    expires_in = max(0, exp - int(time.time()))
+    body: dict[str, Any] = {"token_type": "Bearer", "scope": graph_scope_string(scopes, oidc),
+                            "expires_in": expires_in, "ext_expires_in": expires_in, "access_token": access_token}
+    if "offline_access" in oidc:
+        body["refresh_token"] = sandbox.grants.issue_refresh_token(
+            client_id=app["clientId"], tenant_id=tenant_id, user_id=user["id"], scopes=granted, oidc_scopes=oidc)
+    if "openid" in oidc:
+        body["id_token"] = issue_id_token(sandbox, tenant_id=tenant_id, user=user, client_id=app["clientId"],
+                                          nonce=nonce)
+    if tr.form.get("client_info") == "1":
+        body["client_info"] = client_info(tenant_id, user["id"])
+    return Response.json(200, body, [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache"),
+                                     ("x-ms-request-id", tr.req.request_id)])
+
+
+def _authorization_code(tr: TokenRequest) -> Response:
+    """Redeem a code. In order: unknown code (or another client's) AADSTS70000; another tenant's
+    AADSTS700005; reused AADSTS54005; expired AADSTS70008; ``redirect_uri`` not the code's
+    AADSTS50011 (RFC 6749 section 4.1.3 makes that invalid_grant); PKCE: a code issued with a
+    ``code_challenge`` needs ``code_verifier`` (AADSTS900144 when missing, AADSTS501481 when it
+    does not match). Any redemption attempt by the right client consumes the code (single use)."""
+    state = tr.req.sandbox.state
+    code = tr.require("code")
+    redirect_uri = tr.require("redirect_uri")
+    with state.lock:
+        app, appidacr = _delegated_client(tr)
+    grants = tr.req.sandbox.grants
+    record = grants.consume_code(code, app["clientId"])
+    if record is None:
+        raise _invalid_grant(tr, 70000, "The provided value for the 'code' parameter is not valid.")
+    if tr.tenant is not None and tr.tenant["tenantId"] != record.tenant_id:
+        raise _invalid_grant(tr, 700005, "Provided Authorization Code is intended to use against other tenant, "
+                                         "thus rejected.")
+    if record.redeemed:
+        raise _invalid_grant(tr, 54005, "OAuth2 Authorization code was already redeemed, please retry with a new "
+                                        "valid code or use an existing refresh token.")
+    if grants.now() >= record.expires_at:
+        raise _invalid_grant(tr, 70008, "The provided authorization code or refresh token has expired due to "
+                                        "inactivity. Send a new interactive authorization request for this user "
+                                        "and resource.")
+    if redirect_uri != record.redirect_uri:
+        raise _invalid_grant(tr, 50011, f"The reply address '{redirect_uri}' does not match the reply address "
+                                        f"'{record.redirect_uri}' provided when requesting Authorization code.")
+    if record.code_challenge is not None:
+        verifier = tr.form.get("code_verifier")
+        if not verifier:
+            raise _missing_parameter(tr.req, "code_verifier")
+        if not _pkce_matches(verifier, record.code_challenge, record.code_challenge_method):
+            raise _invalid_grant(tr, 501481, "The Code_Verifier does not match the code_challenge supplied in the "
+                                             "authorization request.")
+    with state.lock:
+        tenant, user = _grant_subject(tr, record.tenant_id, record.user_id)
+        scopes = _token_scopes(tr, app, tenant, user, record.scopes)
+        user = dict(user)
+    return _delegated_tokens(tr, app=app, appidacr=appidacr, tenant_id=record.tenant_id, user=user, scopes=scopes,
+                             granted=record.scopes, oidc=record.oidc_scopes, nonce=record.nonce)
+
+
+def _refresh_token(tr: TokenRequest) -> Response:
+    """Redeem a refresh token: a new access token and a NEW refresh token, the old one staying
+    valid (learn.microsoft.com/entra/identity-platform/refresh-tokens). Unknown, or another
+    client's (refresh tokens are bound to user + client): AADSTS70000; past 90 days: AADSTS700082;
+    asked at another tenant than the user's: AADSTS50020; the app's consent withdrawn
+    (``/_sandbox/tenants/{t}/revoke``): AADSTS65001; revoked otherwise (``/_sandbox/users/{u}/revoke``,
+    "Admin revokes all refresh tokens for a user"): AADSTS50173."""
+    state = tr.req.sandbox.state
+    token = tr.require("refresh_token")
+    with state.lock:
+        app, appidacr = _delegated_client(tr)
+    grants = tr.req.sandbox.grants
+    record = grants.refresh_token(token)
+    if record is None or record.client_id != app["clientId"]:
+        raise _invalid_grant(tr, 70000, "Authentication failed. The refresh token is not valid.")
+    if grants.now() >= record.expires_at:
+        issued = datetime.fromtimestamp(record.issued_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        raise _invalid_grant(tr, 700082, f"The refresh token has expired due to inactivity. The token was issued on "
+                                         f"{issued} and was inactive for 90.00:00:00.")
+    with state.lock:
+        tenant, user = _grant_subject(tr, record.tenant_id, record.user_id)
+        if tr.tenant is not None and tr.tenant["tenantId"] != record.tenant_id:
+            raise _invalid_grant(tr, 50020, f"User account '{user['mail']}' from identity provider "
+                                            f"'https://sts.windows.net/{record.tenant_id}/' does not exist in tenant "
+                                            f"'{tr.tenant.get('displayName') or tr.tenant['tenantId']}' and cannot "
+                                            f"access the application '{app['clientId']}'({app['displayName']}) in "
+                                            "that tenant.")
+        scopes = _token_scopes(tr, app, tenant, user, record.scopes)
+        user = dict(user)
+    if record.revoked:
+        raise _invalid_grant(tr, 50173, "The provided grant has expired due to it being revoked, a fresh auth token "
+                                        "is needed. Either an admin or a user revoked the tokens for this user.")
+    return _delegated_tokens(tr, app=app, appidacr=appidacr, tenant_id=record.tenant_id, user=user, scopes=scopes,
+                             granted=record.scopes, oidc=record.oidc_scopes)
+
+
+# Grant handlers by grant_type.
 GRANTS: dict[str, Callable[[TokenRequest], Response]] = {
     "client_credentials": _client_credentials,
+    "authorization_code": _authorization_code,
+    "refresh_token": _refresh_token,
 }
 
 

@@ -19,7 +19,8 @@ from cryptography import x509
 
 SEED_KEYS = {"homeTenantId", "apps", "vault", "tenants", "managedIdentity", "resetVault"}
 APP_KEYS = {"clientId", "clientSecret", "certificates", "redirectUris", "permissions", "displayName"}
-TENANT_KEYS = {"tenantId", "domain", "displayName", "consented", "applicationAccessPolicy", "groups", "users"}
+TENANT_KEYS = {"tenantId", "domain", "displayName", "consented", "applicationAccessPolicy", "groups", "users",
+               "allowUserConsent"}
 USER_KEYS = {"id", "mail", "displayName", "isAdmin", "timeZone", "workingHours", "events"}
 GROUP_KEYS = {"id", "mail", "displayName", "members"}
 WORKING_HOURS_KEYS = {"daysOfWeek", "startTime", "endTime"}
@@ -286,8 +287,13 @@ def _tenant(c: _Checker, value: Any, where: str, app_ids: set[str] | None) -> di
             c.fail(pw, f"group {group_id!r} is not one of this tenant's groups")
         if cid and gid:
             policy[cid] = gid
+    # allowUserConsent: false is a tenant whose admin turned user consent off (consent pages).
+    allow_user_consent = value.get("allowUserConsent", True)
+    if not isinstance(allow_user_consent, bool):
+        c.fail(f"{where}/allowUserConsent", "must be true or false")
     return {"tenantId": tenant_id, "domain": domain, "displayName": value.get("displayName") or domain,
-            "consented": consented, "applicationAccessPolicy": policy, "groups": groups, "users": users}
+            "consented": consented, "applicationAccessPolicy": policy, "groups": groups, "users": users,
+            "allowUserConsent": allow_user_consent is not False}
 
 
 def validate_seed(raw: Any, *, require_home: bool, current_app_ids: set[str] | None = None) -> dict[str, Any]:

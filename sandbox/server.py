@@ -59,7 +59,9 @@ class Sandbox:
         self.vault = VaultStore(self.state_dir / "vault.json")
         self.state = SandboxState.from_seed_file(Path(seed_path), self.vault)
         self.request_log = RequestLog()
+        self.grants = consent.GrantStore()  # authorization codes and refresh tokens (sandbox/grants.py)
         self.faults = FaultPlan()
+        self.calendars = graph.CalendarStore(self.state)  # Graph calendars; rebuilt after a reset (graph/store.py)
         self.router = build_router()
         self.log_stream = log_stream  # where one line per request goes (stderr for the CLI), or None
 

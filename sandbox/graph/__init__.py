@@ -1,7 +1,33 @@
-"""Microsoft Graph calendars, under /v1.0/ (filled in by the Graph work)."""
+"""Microsoft Graph calendars under ``/v1.0/`` (paths case-insensitive, as Graph's are), and the
+control endpoint ``GET /_sandbox/users/{email}/events``.
+
+Modules: ``auth`` (token, mailbox, permissions, application access policy, concurrency),
+``store`` (events per mailbox; ``Sandbox.calendars``), ``model`` (the event), ``schedule``
+(getSchedule), ``findtimes`` (findMeetingTimes), ``events`` (create/list/get/update/delete/cancel),
+``odata`` ($select/$filter/$expand), ``batch`` ($batch), ``timezones``, ``control``.
+"""
 
 from __future__ import annotations
 
 from ..web import Route
+from . import batch, control, events, findtimes, schedule
+from .store import CalendarStore
 
-ROUTES: list[Route] = []
+_MAILBOX = r"(?i)/v1\.0/(?:(?P<me>me)|users/(?P<user>[^/]+))"
+_EVENTS = _MAILBOX + r"(?:/calendar)?/events"
+
+ROUTES: list[Route] = [
+    ("POST", r"(?i)/v1\.0/\$batch", batch.batch),
+    ("POST", _MAILBOX + r"/calendar/getSchedule", schedule.get_schedule),
+    ("POST", _MAILBOX + r"/findMeetingTimes", findtimes.find_meeting_times),
+    ("GET", _MAILBOX + r"/calendar", events.get_calendar),
+    ("POST", _EVENTS, events.create_event),
+    ("GET", _EVENTS, events.list_events),
+    ("GET", _EVENTS + r"/(?P<eid>[^/]+)", events.get_event),
+    ("PATCH", _EVENTS + r"/(?P<eid>[^/]+)", events.update_event),
+    ("DELETE", _EVENTS + r"/(?P<eid>[^/]+)", events.delete_event),
+    ("POST", _EVENTS + r"/(?P<eid>[^/]+)/cancel", events.cancel_event),
+    ("GET", r"/_sandbox/users/(?P<email>[^/]+)/events", control.user_events),
+]
+
+__all__ = ["ROUTES", "CalendarStore"]

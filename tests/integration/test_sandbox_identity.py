@@ -218,7 +218,7 @@ def test_token_endpoint_errors(sandbox: SandboxProcess) -> None:
     assert_aad_error(token_post(sandbox, tid, grant_type="client_credentials",
                                 scope="https://graph.microsoft.com/Calendars.Read", **base),
                      400, "invalid_scope", 1002012)
-    assert_aad_error(token_post(sandbox, tid, grant_type="authorization_code", code="x", **base),
+    assert_aad_error(token_post(sandbox, tid, grant_type="urn:example:not-a-grant", code="x", **base),
                      400, "unsupported_grant_type", 70003)
     assert_aad_error(token_post(sandbox, tid, scope=GRAPH_SCOPE[0], **base), 400, "invalid_request", 900144)
     assert_aad_error(token_post(sandbox, tid, grant_type="client_credentials", client_id=CLIENT_ID,

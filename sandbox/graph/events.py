@@ -1,0 +1,166 @@
+"""Events: create, list, get, update, delete, cancel (under ``/users/{id|UPN}`` or ``/me``,
+with or without ``/calendar``), and ``GET .../calendar``.
+
+- Create (https://learn.microsoft.com/en-us/graph/api/user-post-events): 201 with the full event.
+  ``singleValueExtendedProperties`` are kept, not echoed (read them with ``$expand``). A repeated
+  ``transactionId`` (same app, same mailbox) answers 201 with the existing event, creating nothing
+  (the sandbox's choice: Microsoft documents no duplicate answer).
+- Get / list (event-get, user-list-events): ``$select``, ``$expand``, ``$filter`` (see ``odata``);
+  an unknown id is 404 ``ErrorItemNotFound`` "The specified object was not found in the store.";
+  an id that is not one at all is 400 ``ErrorInvalidIdMalformed`` "Id is malformed.".
+- Update (event-update): 200 with the updated event.
+- Delete (event-delete): 204.
+- Cancel (event-cancel): 202, organizer only; an attendee's copy is 400 "Your request can't be
+  completed. You need to be an organizer to cancel a meeting." (the page gives the message, not
+  the code: ``ErrorInvalidRequest`` is the sandbox's).
+An app reads events any app created: the service itself limits what it looks at.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote, urlencode
+
+from ..web import HttpError, Response
+from .auth import READ, WRITE, GraphCall, mailbox_route
+from .common import bad_request, fail, graph_json, json_object_body, metadata
+from .model import EventInputError, StoredEvent, read_event_input, render_event
+from .odata import EventQuery, QueryError, parse_query
+
+DEFAULT_PAGE_SIZE = 10
+NOT_FOUND = "The specified object was not found in the store."
+
+
+def _query(call: GraphCall, *, collection: bool) -> EventQuery:
+    try:
+        return parse_query(call.req.query, collection=collection)
+    except QueryError as exc:
+        raise bad_request(call.req, exc.code, exc.message) from None
+
+
+def _input_error(call: GraphCall, exc: EventInputError) -> HttpError:
+    return bad_request(call.req, exc.code, exc.message)
+
+
+def _entity_context(call: GraphCall, select: list[str] | None = None) -> str:
+    selected = f"({','.join(select)})" if select else ""
+    return metadata(call.req, f"users('{call.context_segment}')/events{selected}/$entity")
+
+
+def _event_or_404(call: GraphCall) -> StoredEvent:
+    assert call.req.match is not None  # noqa: S101
+    item_id = unquote(call.req.match.group("eid"))
+    try:
+        raw = base64.urlsafe_b64decode(item_id + "=" * (-len(item_id) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) < 20:
+        raise bad_request(call.req, "ErrorInvalidIdMalformed", "Id is malformed.")
+    ev = call.store.get(call.mailbox, item_id)
+    if ev is None:
+        raise fail(call.req, 404, "ErrorItemNotFound", NOT_FOUND)
+    return ev
+
+
+def _render(call: GraphCall, ev: StoredEvent, query: EventQuery | None = None, *,
+            context: str | None = None) -> dict[str, Any]:
+    return render_event(ev, call.prefs, select=query.select if query else None,
+                        expand_extended=query.expand if query else None, context=context)
+
+
+@mailbox_route(WRITE)
+def create_event(call: GraphCall) -> Response:
+    body = json_object_body(call.req)
+    try:
+        given = read_event_input(body)
+        with call.store.lock:
+            ev, _created = call.store.create(call.mailbox, given, app_id=call.caller.app_id)
+            answer = _render(call, ev, context=_entity_context(call))
+    except EventInputError as exc:
+        raise _input_error(call, exc) from None
+    return graph_json(201, answer, call.prefs.applied_header())
+
+
+@mailbox_route(READ)
+def list_events(call: GraphCall) -> Response:
+    query = _query(call, collection=True)
+    with call.store.lock:
+        items = call.mailbox.calendar()
+        if query.predicate is not None:
+            items = [ev for ev in items if query.predicate(ev)]
+        for key, descending in reversed(query.orderby or []):
+            items.sort(key=key, reverse=descending)
+        page_size = query.top or DEFAULT_PAGE_SIZE
+        page = items[query.skip:query.skip + page_size]
+        value = [_render(call, ev, query) for ev in page]
+    selected = f"({','.join(query.select)})" if query.select else ""
+    answer: dict[str, Any] = {"@odata.context": metadata(call.req, f"users('{call.context_segment}')/events{selected}"),
+                              "value": value}
+    if query.skip + page_size < len(items):
+        params = {k: v[0] for k, v in call.req.query.items() if k.lower() != "$skip"}
+        params["$skip"] = str(query.skip + page_size)
+        answer["@odata.nextLink"] = f"{call.req.base_url}{call.req.path}?{urlencode(params)}"
+    return graph_json(200, answer, call.prefs.applied_header())
+
+
+@mailbox_route(READ)
+def get_event(call: GraphCall) -> Response:
+    query = _query(call, collection=False)
+    ev = _event_or_404(call)
+    with call.store.lock:
+        answer = _render(call, ev, query, context=_entity_context(call, query.select))
+    return graph_json(200, answer, call.prefs.applied_header())
+
+
+@mailbox_route(WRITE)
+def update_event(call: GraphCall) -> Response:
+    body = json_object_body(call.req)
+    ev = _event_or_404(call)
+    try:
+        given = read_event_input(body)
+        with call.store.lock:
+            call.store.update(call.mailbox, ev, given)
+            answer = _render(call, ev, context=_entity_context(call))
+    except EventInputError as exc:
+        raise _input_error(call, exc) from None
+    return graph_json(200, answer, call.prefs.applied_header())
+
+
+@mailbox_route(WRITE)
+def delete_event(call: GraphCall) -> Response:
+    ev = _event_or_404(call)
+    call.store.delete(call.mailbox, ev)
+    return Response.empty(204)
+
+
+@mailbox_route(WRITE)
+def cancel_event(call: GraphCall) -> Response:
+    body = json_object_body(call.req, required=False)
+    comment = next((v for k, v in body.items() if k.lower() == "comment"), None)
+    if comment is not None and not isinstance(comment, str):
+        raise bad_request(call.req, "BadRequest", "Cannot convert the value of 'Comment' to the expected type "
+                          "'Edm.String'.")
+    ev = _event_or_404(call)
+    if not ev.props.get("isOrganizer"):
+        raise bad_request(call.req, "ErrorInvalidRequest", "Your request can't be completed. You need to be an "
+                          "organizer to cancel a meeting.")
+    call.store.cancel(call.mailbox, ev)
+    return Response.empty(202)
+
+
+@mailbox_route(READ)
+def get_calendar(call: GraphCall) -> Response:
+    """The default calendar (https://learn.microsoft.com/en-us/graph/api/calendar-get)."""
+    user = call.user
+    calendar_id = "AAMkA" + base64.urlsafe_b64encode(str(user["id"]).encode("ascii")).decode("ascii")
+    answer = {
+        "@odata.context": metadata(call.req, f"users('{call.context_segment}')/calendar/$entity"),
+        "id": calendar_id, "name": "Calendar", "color": "auto", "hexColor": "", "isDefaultCalendar": True,
+        "changeKey": "fJKVL07sbkmIfHqjbDnRgQAAAAACOA==", "canShare": True, "canViewPrivateItems": True,
+        "canEdit": True, "allowedOnlineMeetingProviders": ["teamsForBusiness"],
+        "defaultOnlineMeetingProvider": "teamsForBusiness", "isTallyingResponses": True, "isRemovable": False,
+        "owner": {"name": user.get("displayName") or user["mail"], "address": user["mail"]},
+    }
+    return graph_json(200, answer)

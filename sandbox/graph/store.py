@@ -1,0 +1,391 @@
+"""The calendar store: every mailbox's events, indexed by start time, and what happens across
+mailboxes when an organizer creates, updates, deletes or cancels a meeting.
+
+The store is built from the state's tenants (each user's seeded ``events``) and rebuilt, lazily,
+whenever a reset has replaced the tenants (``SandboxState._apply_tenants`` assigns a new list;
+``sync`` notices). Everything happens under ``lock``; handlers render under it too.
+
+Cross-mailbox behaviour (Exchange's, as far as documented; the rest is the sandbox's choice):
+- Creating an event with attendees who are users of the same tenant puts a copy in each one's
+  calendar: same ``iCalUId``, own ids, ``isOrganizer: false``, ``responseStatus.response:
+  "notResponded"``, ``showAs: "tentative"`` (graph-facts.md §3; Exchange's Calendar Attendant). The
+  copy carries neither the organizer's ``transactionId`` nor its extended properties.
+- An organizer's update of time, subject, body, location, online meeting or attendees reaches the
+  copies; a time change resets their response to ``notResponded`` / ``tentative``; a new internal
+  attendee gets a copy, a removed one's copy is cancelled.
+- Delete (organizer) and cancel cancel the copies: ``isCancelled: true``, ``showAs: "free"``; they
+  stay in the attendees' calendars. Cancel moves the organizer's item to Deleted Items: it gets a
+  new REST id (the old one is then 404) and keeps its immutable id (readable, ``isCancelled:
+  true``). Delete removes the item (both ids 404). Items in Deleted Items are neither listed nor
+  counted by getSchedule / findMeetingTimes; cancelled items are not counted either.
+- ``transactionId``: a repeat by the same app for the same mailbox while the first event exists
+  (cancelled or not) creates nothing and answers the existing event.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .model import (
+    NO_RESPONSE_TIME,
+    EventInput,
+    EventInputError,
+    StoredEvent,
+    add_teams_block,
+    check_online_provider,
+    new_change_key,
+    new_ical_uid,
+    new_join_url,
+    new_rest_id,
+    read_event_input,
+)
+from .timezones import format_local, format_utc_z, resolve_zone, windows_name
+
+if TYPE_CHECKING:
+    from ..state import SandboxState
+
+MAILBOX_CONCURRENCY = 4
+# Properties of the organizer's item that its attendees' copies follow.
+PROPAGATED = ("subject", "body", "start", "end", "originalStartTimeZone", "originalEndTimeZone", "location",
+              "locations", "isOnlineMeeting", "onlineMeetingProvider", "onlineMeeting", "sensitivity", "importance",
+              "isAllDay", "attendees", "hideAttendees", "allowNewTimeProposals")
+
+
+class ConcurrencyLimiter:
+    """Requests in flight per key (tenant, app, mailbox): at most ``limit`` at once."""
+
+    def __init__(self, limit: int = MAILBOX_CONCURRENCY):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def try_acquire(self, key: tuple[str, ...]) -> bool:
+        with self._lock:
+            count = self._counts.get(key, 0)
+            if count >= self.limit:
+                return False
+            self._counts[key] = count + 1
+            return True
+
+    def release(self, key: tuple[str, ...]) -> None:
+        with self._lock:
+            count = self._counts.get(key, 0) - 1
+            if count > 0:
+                self._counts[key] = count
+            else:
+                self._counts.pop(key, None)
+
+    def in_flight(self, key: tuple[str, ...]) -> int:
+        with self._lock:
+            return self._counts.get(key, 0)
+
+
+class Mailbox:
+    """One user's calendar: items by id (REST and immutable), and a start-time index."""
+
+    def __init__(self, user: dict[str, Any], tenant_id: str):
+        self.user = user
+        self.tenant_id = tenant_id
+        self.items: dict[str, StoredEvent] = {}  # immutable id -> item (every folder)
+        self.by_id: dict[str, StoredEvent] = {}  # REST id and immutable id -> item
+        self._starts: list[float] = []
+        self._sorted: list[StoredEvent] = []
+        self._max_length = 0.0
+        self._dirty = False
+
+    @property
+    def id(self) -> str:
+        return str(self.user["id"])
+
+    def add(self, ev: StoredEvent) -> None:
+        self.items[ev.immutable_id] = ev
+        self.by_id[ev.immutable_id] = ev
+        self.by_id[ev.rest_id] = ev
+        self._dirty = True
+
+    def remove(self, ev: StoredEvent) -> None:
+        self.items.pop(ev.immutable_id, None)
+        self.by_id.pop(ev.immutable_id, None)
+        self.by_id.pop(ev.rest_id, None)
+        self._dirty = True
+
+    def changed(self) -> None:
+        self._dirty = True
+
+    def _index(self) -> None:
+        if self._dirty:
+            live = sorted((ev for ev in self.items.values() if ev.in_calendar),
+                          key=lambda e: (e.start_ts, e.end_ts, e.props["createdDateTime"]))
+            self._sorted = live
+            self._starts = [ev.start_ts for ev in live]
+            self._max_length = max((ev.end_ts - ev.start_ts for ev in live), default=0.0)
+            self._dirty = False
+
+    def calendar(self) -> list[StoredEvent]:
+        """The items in the calendar folder, by start time."""
+        self._index()
+        return list(self._sorted)
+
+    def overlapping(self, start_ts: float, end_ts: float) -> list[StoredEvent]:
+        """Items in the calendar, not cancelled, overlapping [start_ts, end_ts), by start time."""
+        self._index()
+        lo = bisect.bisect_left(self._starts, start_ts - self._max_length)
+        hi = bisect.bisect_left(self._starts, end_ts)
+        return [ev for ev in self._sorted[lo:hi] if ev.end_ts > start_ts and not ev.props.get("isCancelled")]
+
+
+def _now() -> str:
+    return format_utc_z(datetime.now(UTC))
+
+
+class CalendarStore:
+    def __init__(self, state: SandboxState):
+        self.state = state
+        self.lock = threading.RLock()
+        self.limiter = ConcurrencyLimiter()
+        self.verified_tokens: dict[str, dict[str, Any]] = {}  # bearer token -> claims (auth.py)
+        self._source: list[dict[str, Any]] | None = None
+        self.mailboxes: dict[str, Mailbox] = {}
+        self._directory: dict[str, dict[str, dict[str, Any]]] = {}
+        self._transactions: dict[tuple[str, str, str], StoredEvent] = {}
+        self._by_ical: dict[str, list[StoredEvent]] = {}
+        self.derived: dict[Any, Any] = {}  # caches of values computed from the seed; emptied on rebuild
+        self.sync()
+
+    # -- building ------------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Rebuild from the state's tenants if a reset replaced them since the last build."""
+        with self.lock:
+            tenants = self.state.tenants
+            if tenants is self._source:
+                return
+            self._source = tenants
+            self.mailboxes, self._directory, self._transactions, self._by_ical = {}, {}, {}, {}
+            self.derived = {}
+            for tenant in tenants:
+                keys: dict[str, dict[str, Any]] = {}
+                for user in tenant.get("users", []):
+                    keys[str(user["id"]).lower()] = user
+                    keys[str(user["mail"]).lower()] = user
+                    self.mailboxes[str(user["id"])] = Mailbox(user, tenant["tenantId"])
+                self._directory[tenant["tenantId"]] = keys
+            for tenant in tenants:
+                for user in tenant.get("users", []):
+                    for raw in user.get("events", []):
+                        self._seed_event(self.mailboxes[str(user["id"])], raw)
+
+    def _seed_event(self, mailbox: Mailbox, raw: dict[str, Any]) -> None:
+        """A seeded event ({subject, start, end (ISO with offset), showAs, ...more Graph properties})."""
+        zone_name = windows_name(mailbox.user.get("timeZone") or "UTC")
+        zone = resolve_zone(zone_name) if zone_name else UTC
+        body = dict(raw)
+        for key in ("start", "end"):
+            instant = datetime.fromisoformat(str(raw[key]).replace("Z", "+00:00"))
+            body[key] = {"dateTime": format_local(instant, zone), "timeZone": zone_name}
+        try:
+            given = read_event_input(body, lenient=True)
+        except EventInputError:
+            given = read_event_input({k: body[k] for k in ("subject", "start", "end", "showAs") if k in body},
+                                     lenient=True)
+        self._insert(mailbox, given, app_id=None)
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def user(self, tenant_id: str, key: str) -> dict[str, Any] | None:
+        """A user of the tenant by id or mail (case-insensitive)."""
+        with self.lock:
+            self.sync()
+            return self._directory.get(tenant_id, {}).get(key.strip().lower())
+
+    def mailbox(self, user: dict[str, Any]) -> Mailbox:
+        with self.lock:
+            self.sync()
+            return self.mailboxes[str(user["id"])]
+
+    def mailbox_by_mail(self, mail: str) -> Mailbox | None:
+        """Any tenant's mailbox by mail or id (the control endpoint)."""
+        with self.lock:
+            self.sync()
+            key = mail.strip().lower()
+            for directory in self._directory.values():
+                if key in directory:
+                    return self.mailboxes[str(directory[key]["id"])]
+            return None
+
+    def get(self, mailbox: Mailbox, item_id: str) -> StoredEvent | None:
+        with self.lock:
+            self.sync()
+            current = self.mailboxes.get(mailbox.id)
+            return current.by_id.get(item_id) if current is mailbox else None
+
+    # -- changes -----------------------------------------------------------------------------
+
+    def _insert(self, mailbox: Mailbox, given: EventInput, *, app_id: str | None) -> StoredEvent:
+        now = _now()
+        user = mailbox.user
+        props: dict[str, Any] = {
+            "subject": "", "body": {"contentType": "html", "content": ""}, "showAs": "busy",
+            "sensitivity": "normal", "importance": "normal", "attendees": [], "locations": [],
+            **given.changes,
+            "createdDateTime": now, "lastModifiedDateTime": now, "changeKey": new_change_key(),
+            "iCalUId": new_ical_uid(), "isOrganizer": True, "isCancelled": False,
+            "responseStatus": {"response": "organizer", "time": NO_RESPONSE_TIME},
+            "organizer": {"emailAddress": {"name": user.get("displayName") or user["mail"], "address": user["mail"]}},
+        }
+        if given.start is None or given.end is None:
+            raise EventInputError("ErrorInvalidRequest", "An event needs both 'start' and 'end'.")
+        if given.end < given.start:
+            raise EventInputError("ErrorCalendarEndDateIsEarlierThanStartDate", "The end date occurs before the "
+                                  "start date.")
+        self._apply_online(props, mailbox)
+        ev = StoredEvent(mailbox_id=mailbox.id, tenant_id=mailbox.tenant_id, props=props,
+                         start_ts=given.start.timestamp(), end_ts=given.end.timestamp(), app_id=app_id,
+                         ext={pid.lower(): (pid, value) for pid, value in given.extended or []})
+        mailbox.add(ev)
+        self._by_ical.setdefault(props["iCalUId"], []).append(ev)
+        return ev
+
+    def _apply_online(self, props: dict[str, Any], mailbox: Mailbox) -> None:
+        check_online_provider(props)
+        if props.get("isOnlineMeeting"):
+            props["onlineMeetingProvider"] = "teamsForBusiness"
+            if not props.get("onlineMeeting"):
+                join_url = new_join_url(mailbox.tenant_id, mailbox.id)
+                props["onlineMeeting"] = {"joinUrl": join_url}
+                props["body"] = add_teams_block(props.get("body") or {}, join_url)
+        else:
+            props["isOnlineMeeting"] = False
+            props["onlineMeetingProvider"] = "unknown"
+            props["onlineMeeting"] = None
+
+    def create(self, mailbox: Mailbox, given: EventInput, *, app_id: str) -> tuple[StoredEvent, bool]:
+        """Create in ``mailbox`` (the organizer's) plus attendees' copies; (event, created)."""
+        with self.lock:
+            self.sync()
+            transaction_id = given.changes.get("transactionId")
+            if transaction_id:
+                key = (mailbox.id, app_id, transaction_id)
+                existing = self._transactions.get(key)
+                if existing is not None and mailbox.items.get(existing.immutable_id) is existing:
+                    return existing, False
+            ev = self._insert(mailbox, given, app_id=app_id)
+            if transaction_id:
+                self._transactions[(mailbox.id, app_id, transaction_id)] = ev
+            for attendee in ev.props["attendees"]:
+                self._copy_for(ev, attendee["emailAddress"]["address"])
+            return ev, True
+
+    def _copy_for(self, organizer_item: StoredEvent, address: str) -> StoredEvent | None:
+        user = self._directory.get(organizer_item.tenant_id, {}).get(address.lower())
+        if user is None or str(user["id"]) == organizer_item.mailbox_id:
+            return None
+        target = self.mailboxes[str(user["id"])]
+        for existing in self._by_ical.get(organizer_item.props["iCalUId"], []):
+            if existing.mailbox_id == target.id and target.items.get(existing.immutable_id) is existing:
+                return existing
+        now = _now()
+        props = copy.deepcopy(organizer_item.props)
+        props.pop("transactionId", None)
+        props.update({"isOrganizer": False, "showAs": "tentative", "isCancelled": False,
+                      "responseStatus": {"response": "notResponded", "time": NO_RESPONSE_TIME},
+                      "createdDateTime": now, "lastModifiedDateTime": now, "changeKey": new_change_key()})
+        copy_item = StoredEvent(mailbox_id=target.id, tenant_id=target.tenant_id, props=props,
+                                start_ts=organizer_item.start_ts, end_ts=organizer_item.end_ts, app_id=None)
+        target.add(copy_item)
+        self._by_ical.setdefault(props["iCalUId"], []).append(copy_item)
+        return copy_item
+
+    def _copies(self, organizer_item: StoredEvent) -> list[StoredEvent]:
+        result = []
+        for item in self._by_ical.get(organizer_item.props["iCalUId"], []):
+            if item is organizer_item or item.props.get("isOrganizer"):
+                continue
+            box = self.mailboxes.get(item.mailbox_id)
+            if box is not None and box.items.get(item.immutable_id) is item:
+                result.append(item)
+        return result
+
+    def _cancel_copy(self, item: StoredEvent) -> None:
+        if not item.props.get("isCancelled"):
+            item.props["isCancelled"] = True
+            item.props["showAs"] = "free"
+            item.touch()
+            self.mailboxes[item.mailbox_id].changed()
+
+    def update(self, mailbox: Mailbox, ev: StoredEvent, given: EventInput) -> None:
+        with self.lock:
+            changes = dict(given.changes)
+            if "transactionId" in changes and changes["transactionId"] != ev.props.get("transactionId"):
+                raise EventInputError("ErrorInvalidRequest", "The transactionId of an event cannot be changed "
+                                      "after it is created.")
+            start_ts = given.start.timestamp() if given.start else ev.start_ts
+            end_ts = given.end.timestamp() if given.end else ev.end_ts
+            if end_ts < start_ts:
+                raise EventInputError("ErrorCalendarEndDateIsEarlierThanStartDate", "The end date occurs before "
+                                      "the start date.")
+            if ev.props.get("isOnlineMeeting"):
+                # Once on, isOnlineMeeting cannot be turned off nor the provider changed (graph-facts.md §3).
+                changes.pop("isOnlineMeeting", None)
+                changes.pop("onlineMeetingProvider", None)
+            check_online_provider({**ev.props, **changes})
+            time_changed = (start_ts, end_ts) != (ev.start_ts, ev.end_ts)
+            old_attendees = {a["emailAddress"]["address"].lower() for a in ev.props.get("attendees") or []}
+            if not ev.props.get("isOrganizer"):
+                # An attendee's own copy: only its own settings change, nothing propagates.
+                changes = {k: v for k, v in changes.items() if k in ("showAs", "categories", "isReminderOn",
+                                                                     "reminderMinutesBeforeStart", "sensitivity")}
+                time_changed = False
+            ev.props.update(changes)
+            if ev.props.get("isOrganizer"):
+                self._apply_online(ev.props, mailbox)
+                ev.start_ts, ev.end_ts = start_ts, end_ts
+            for pid, value in given.extended or []:
+                ev.ext[pid.lower()] = (pid, value)
+            ev.touch()
+            mailbox.changed()
+            if not ev.props.get("isOrganizer") or ev.is_cancelled:
+                return
+            new_attendees = {a["emailAddress"]["address"].lower() for a in ev.props.get("attendees") or []}
+            for item in self._copies(ev):
+                owner = self.mailboxes[item.mailbox_id].user
+                if owner["mail"].lower() not in new_attendees:
+                    self._cancel_copy(item)
+                    continue
+                for name in PROPAGATED:
+                    if name in ev.props:
+                        item.props[name] = copy.deepcopy(ev.props[name])
+                item.start_ts, item.end_ts = ev.start_ts, ev.end_ts
+                if time_changed:
+                    item.props["responseStatus"] = {"response": "notResponded", "time": NO_RESPONSE_TIME}
+                    item.props["showAs"] = "tentative"
+                item.touch()
+                self.mailboxes[item.mailbox_id].changed()
+            for address in new_attendees - old_attendees:
+                self._copy_for(ev, address)
+
+    def delete(self, mailbox: Mailbox, ev: StoredEvent) -> None:
+        with self.lock:
+            if ev.props.get("isOrganizer"):
+                for item in self._copies(ev):
+                    self._cancel_copy(item)
+                self._transactions = {k: v for k, v in self._transactions.items() if v is not ev}
+            mailbox.remove(ev)
+
+    def cancel(self, mailbox: Mailbox, ev: StoredEvent) -> None:
+        """The organizer cancels: copies cancelled, the item moves to Deleted Items."""
+        with self.lock:
+            for item in self._copies(ev):
+                self._cancel_copy(item)
+            if ev.in_calendar:
+                mailbox.by_id.pop(ev.rest_id, None)
+                ev.rest_id = new_rest_id(mailbox.id)  # a move changes the REST id, not the immutable one
+                mailbox.by_id[ev.rest_id] = ev
+                ev.folder = "deleteditems"
+            ev.props["isCancelled"] = True
+            ev.touch()
+            mailbox.changed()
