@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,10 +180,14 @@ class TokenProvider:
     def start_auth_code_flow(self, tenant_id: str, *, state: str, login_hint: str | None) -> dict[str, Any]:
         """MSAL's flow dict (auth_uri, state, code_verifier, nonce, …): keep it server-side."""
         app = self._app(tenant_id)
-        return app.initiate_auth_code_flow(
-            self.delegated_scopes, redirect_uri=self._settings.consent_callback_url, state=state,
-            login_hint=login_hint or None, response_mode="query",
-        )
+        with warnings.catch_warnings():
+            # MSAL recommends form_post; the contract fixes response_mode=query (the callback is a
+            # GET, and the code is single-use, PKCE-bound and redeemed at once).
+            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
+            return app.initiate_auth_code_flow(
+                self.delegated_scopes, redirect_uri=self._settings.consent_callback_url, state=state,
+                login_hint=login_hint or None, response_mode="query",
+            )
 
     def finish_auth_code_flow(self, tenant_id: str, flow: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
         def redeem(app: Any) -> dict[str, Any]:
