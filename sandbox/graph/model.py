@@ -1,6 +1,6 @@
 """The event as the sandbox keeps it, what a create/update body may say, and the Graph ``event``
 it renders (https://learn.microsoft.com/en-us/graph/api/resources/event; property names, types
-and enum members from Graph's v1.0 CSDL, shared/graph-calendar-types.json).
+and enum members from Graph's v1.0 CSDL, tests/support/graph-calendar-types.json).
 
 Choices where Microsoft documents nothing:
 - Ids are opaque URL-safe base64 (like Graph's "AAMkA...AAA=" REST ids and "AAkALg..." immutable

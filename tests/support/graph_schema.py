@@ -1,5 +1,5 @@
 """Validate Graph answers against Graph's own v1.0 CSDL declarations
-(shared/graph-calendar-types.json, from microsoftgraph/msgraph-metadata).
+(tests/support/graph-calendar-types.json, from microsoftgraph/msgraph-metadata).
 
     schema = GraphSchema.load()
     schema.check(body, "graph.event")                                    # an entity or complex value
@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PATH = Path(__file__).resolve().parents[3] / "shared" / "graph-calendar-types.json"
+# Microsoft Graph v1.0 CSDL types for calendars, extracted from microsoftgraph/msgraph-metadata
+# (Microsoft's published metadata), kept in the repo so the fidelity tests run on a fresh clone.
+DEFAULT_PATH = Path(__file__).resolve().parent / "graph-calendar-types.json"
 
 _ANNOTATIONS = {"@odata.context", "@odata.etag", "@odata.type", "@odata.id", "@odata.nextLink",
                 "@odata.deltaLink", "@odata.count", "@odata.editLink", "@odata.readLink"}
