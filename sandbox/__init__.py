@@ -1,6 +1,6 @@
 """A local HTTPS stand-in for the Microsoft cloud services the project talks to.
 
-One server, one origin, dispatched by path (the contract is the team's SANDBOX.md; README.md, "The sandbox", sums it up):
+One server, one origin, dispatched by path (the contract: the team's SANDBOX.md; README.md sums it up):
 
 - ``sandbox.identity``: the identity platform (OpenID configuration, JWKS, token endpoint) and the
   App Service managed-identity endpoint.
