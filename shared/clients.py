@@ -48,4 +48,11 @@ def token_provider() -> Any:
 def member_tokens() -> Any:
     from shared.members import MemberTokens
 
-    return MemberTokens(repositories(), secret_store())
+    return MemberTokens(repositories(), secret_store(), token_provider())
+
+
+@lru_cache(maxsize=1)
+def graph_client() -> Any:
+    from shared.graph import GraphClient
+
+    return GraphClient(get_settings(), token_provider())

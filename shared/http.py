@@ -84,6 +84,10 @@ def as_service_error(raised: Exception) -> ServiceError:
         return UpstreamError("Key Vault is unavailable; retry later.")
     if isinstance(raised, ConcurrencyConflict):
         return UpstreamThrottled("The record is busy with another change; retry shortly.", retry_after=1)
+    if type(raised).__name__ == "GraphError":
+        from shared.graph import as_service_error as graph_failure
+
+        return graph_failure(raised)  # type: ignore[arg-type]
     if type(raised).__name__ == "IdentityError":
         return UpstreamError(f"The Microsoft identity platform refused the request: {raised}.")
     if type(raised).__module__.startswith("azure.core"):

@@ -9,10 +9,13 @@ previous connection's secret. A refresh writes a new version of the same name.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
-from shared.errors import AlreadyExists, ConcurrencyConflict
+from shared.errors import AlreadyExists, ConcurrencyConflict, UserNotConnected
 from shared.secrets import SecretStore, refresh_token_secret_name
 from shared.storage import ConnectedUser, Repositories, SecretRef, utcnow
 
@@ -23,9 +26,49 @@ REFRESH_EVERY = timedelta(days=7)
 
 
 class MemberTokens:
-    def __init__(self, repos: Repositories, secrets: SecretStore) -> None:
+    def __init__(self, repos: Repositories, secrets: SecretStore, tokens: Any = None) -> None:
         self.repos = repos
         self.secrets = secrets
+        self.tokens = tokens
+        self._access: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def access_token(self, tenant_id: str, email: str) -> str:
+        """A delegated Graph access token for a connected member (the organizer), from memory
+        while it has more than 5 minutes left, else redeemed from the member's refresh token.
+        A member who is not connected, or whose refresh token Microsoft refuses, is 409
+        `user_not_connected` (and a refused one is marked `needs_reconnect`)."""
+        user = self.repos.user_by_email(tenant_id, email)
+        if user is None or user.status != "connected" or not user.secretName:
+            raise UserNotConnected("The organizer has not connected an Outlook calendar to 10KC.", target="organizer")
+        key = (tenant_id, user.userId)
+        cached = self._access.get(key)
+        if cached and cached[1] - time.monotonic() > 300:
+            return cached[0]
+        from shared.tokens import IdentityError
+
+        try:
+            result = self.tokens.redeem_refresh_token(tenant_id, self.refresh_token(user))
+        except IdentityError as error:
+            if error.error == "invalid_grant":
+                self.mark_needs_reconnect(user)
+                raise UserNotConnected("The organizer must reconnect the Outlook calendar to 10KC.",
+                                       target="organizer") from None
+            raise
+        with self._lock:
+            self._access[key] = (result["access_token"], time.monotonic() + float(result.get("expires_in", 3600)))
+        return result["access_token"]
+
+    def mark_needs_reconnect(self, user: ConnectedUser) -> None:
+        def mark(current: ConnectedUser) -> ConnectedUser | None:
+            if current.status != "connected" or current.secretName != user.secretName:
+                return None  # reconnected meanwhile: leave the newer connection alone
+            current.status = "needs_reconnect"
+            return current
+
+        self.repos.store.modify(ConnectedUser, user.tenantId, user.row_key, mark)
+        with self._lock:
+            self._access.pop((user.tenantId, user.userId), None)
 
     def connect(self, tenant_id: str, user_id: str, email: str, refresh_token: str,
                 *, now: datetime | None = None) -> ConnectedUser:

@@ -71,6 +71,8 @@ def instant(value: Any, target: str) -> datetime:
         raise InvalidRequest(f"{target} is not a valid RFC 3339 time.", target=target) from None
     if parsed.tzinfo is None:  # pragma: no cover - the offset check above rules this out
         raise InvalidRequest(f"{target} needs an offset.", target=target)
+    if not 1900 <= parsed.year <= 9000:  # keeps every later +/- days arithmetic far from overflow
+        raise InvalidRequest(f"{target} must be between the years 1900 and 9000.", target=target)
     return parsed
 
 

@@ -38,10 +38,14 @@ def clear_caches() -> None:
     clients.repositories.cache_clear()
     clients.token_provider.cache_clear()
     clients.member_tokens.cache_clear()
+    clients.graph_client.cache_clear()
     from consent import routes as consent_routes
 
     consent_routes.tenant_service.cache_clear()
     consent_routes.consent_service.cache_clear()
+    from availability import routes as availability_routes
+
+    availability_routes.availability_service.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -24,6 +22,7 @@ import pytest
 import requests
 
 from sandbox.testing import SandboxProcess
+from tests.support.consent_pages import ConsentForm, parse_page
 
 pytestmark = pytest.mark.integration
 
@@ -57,68 +56,6 @@ SEED: dict[str, Any] = {"apps": [APP], "tenants": [CONTOSO, FABRIKAM, NORTHWIND]
 
 
 # -- helpers (also used by test_sandbox_tokens.py) ---------------------------------------------------
-
-@dataclass
-class ConsentForm:
-    """The one form of a consent page, as html.parser sees it."""
-
-    method: str = ""
-    action: str = ""
-    hidden: dict[str, str] = field(default_factory=dict)
-    other_inputs: list[dict[str, str | None]] = field(default_factory=list)
-    select_name: str | None = None
-    options: list[str] = field(default_factory=list)
-    selected: list[str] = field(default_factory=list)
-    buttons: list[dict[str, str]] = field(default_factory=list)
-    forms: int = 0
-
-
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.form = ConsentForm()
-        self._button: dict[str, str] | None = None
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "form":
-            self.form.forms += 1
-            self.form.method, self.form.action = (a.get("method") or "").lower(), a.get("action") or ""
-        elif tag == "input":
-            if a.get("type") == "hidden" and a.get("name"):
-                self.form.hidden[a["name"] or ""] = a.get("value") or ""
-            else:
-                self.form.other_inputs.append(a)
-        elif tag == "select":
-            self.form.select_name = a.get("name")
-        elif tag == "option":
-            self.form.options.append(a.get("value") or "")
-            if "selected" in a:
-                self.form.selected.append(a.get("value") or "")
-        elif tag == "button":
-            self._button = {"name": a.get("name") or "", "value": a.get("value") or "", "type": a.get("type") or "",
-                            "label": ""}
-        elif tag == "textarea":
-            self.form.other_inputs.append(a)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "button" and self._button is not None:
-            self._button["label"] = self._button["label"].strip()
-            self.form.buttons.append(self._button)
-            self._button = None
-
-    def handle_data(self, data: str) -> None:
-        if self._button is not None:
-            self._button["label"] += data
-        self.text.append(data)
-
-
-def parse_page(html_text: str) -> tuple[ConsentForm, str]:
-    parser = _FormParser()
-    parser.feed(html_text)
-    return parser.form, " ".join(parser.text)
-
 
 def open_page(session: requests.Session, url: str) -> tuple[ConsentForm, str]:
     response = session.get(url, allow_redirects=False)

@@ -1,0 +1,206 @@
+"""Domain-wide free/busy: Graph `getSchedule` for the organizer and attendees, app-only.
+
+Graph takes at most 20 schedules per call and a window shorter than 62 days, so a bigger
+question is split into parts (groups of 20 x windows of at most 61 days) that run concurrently,
+keeping about one round trip of latency. The path mailbox is the organizer's; when there are more
+than 4 parts it rotates among the participants so no mailbox has more than 4 calls in flight
+(Outlook's concurrency limit), falling back to the organizer's if a rotated one is refused.
+
+Times come back in UTC (`Prefer: outlook.timezone="UTC"`). `scheduleItems` give exact times;
+where they are absent, `availabilityView` (one digit per interval) is read instead. Working hours
+come with a Windows time zone name, mapped to IANA through CLDR's table (tzlocal).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from availability.slots import Busy, Participant, WorkingHours
+from shared.errors import OutsideSecurityGroup
+from shared.graph import GraphClient, GraphError
+
+log = logging.getLogger(__name__)
+
+MAX_SCHEDULES = 20
+MAX_PART_WINDOW = timedelta(days=61)  # "less than 62 days"
+PER_MAILBOX = 4
+INTERVAL_MINUTES = 15
+VIEW_STATUS = {"0": "free", "1": "tentative", "2": "busy", "3": "oof", "4": "workingElsewhere"}
+
+
+@dataclass
+class Schedule:
+    """What Graph said of one person, merged over the parts that covered them."""
+
+    email: str
+    busy: list[Busy] = field(default_factory=list)
+    working_hours: WorkingHours | None = None
+    reason: str | None = None  # set when Graph could not give the schedule
+
+    def participant(self) -> Participant:
+        return Participant(self.email, tuple(self.busy), self.working_hours)
+
+
+@dataclass(frozen=True)
+class Part:
+    path_mailbox: str
+    schedules: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+
+def plan(participants: Sequence[str], start: datetime, end: datetime) -> list[Part]:
+    """Parts of at most 20 schedules and 61 days; paths rotate so each has at most 4 parts."""
+    windows = []
+    cursor = start
+    while cursor < end:
+        windows.append((cursor, min(end, cursor + MAX_PART_WINDOW)))
+        cursor = windows[-1][1]
+    groups = [tuple(participants[i:i + MAX_SCHEDULES]) for i in range(0, len(participants), MAX_SCHEDULES)]
+    parts = []
+    for index, (group, (part_start, part_end)) in enumerate((g, w) for g in groups for w in windows):
+        path = participants[(index // PER_MAILBOX) % len(participants)]
+        parts.append(Part(path, group, part_start, part_end))
+    return parts
+
+
+def windows_zone(name: str | None) -> tzinfo | None:
+    """A Graph time zone name (Windows, or IANA, or UTC) as a tzinfo; None if unknown."""
+    if not name:
+        return None
+    from tzlocal.windows_tz import win_tz
+
+    iana = win_tz.get(name, name)
+    try:
+        return ZoneInfo(iana)
+    except (KeyError, ValueError):
+        return None
+
+
+def _time(value: str | None) -> time | None:
+    try:
+        return time.fromisoformat((value or "")[:8])
+    except ValueError:
+        return None
+
+
+def working_hours(raw: dict[str, Any] | None) -> WorkingHours | None:
+    if not raw:
+        return None
+    zone_raw = raw.get("timeZone") or {}
+    zone = windows_zone(zone_raw.get("name"))
+    if zone is None and isinstance(zone_raw.get("bias"), int):
+        # A customTimeZone: its standard offset (bias is minutes west of UTC).
+        zone = timezone(-timedelta(minutes=zone_raw["bias"]))
+    start, end = _time(raw.get("startTime")), _time(raw.get("endTime"))
+    days = frozenset(d.lower() for d in raw.get("daysOfWeek") or ())
+    if zone is None or start is None or end is None or not days:
+        return None
+    return WorkingHours(days, start, end, zone)
+
+
+def _utc(value: dict[str, Any]) -> datetime:
+    """A dateTimeTimeZone that we asked to have in UTC."""
+    text = value["dateTime"]
+    parsed = datetime.fromisoformat(text[:26] if "." in text else text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def busy_from_view(view: str, start: datetime, interval: int) -> list[Busy]:
+    out = []
+    for index, digit in enumerate(view):
+        status = VIEW_STATUS.get(digit, "unknown")
+        if status not in ("free", "workingElsewhere"):
+            begin = start + timedelta(minutes=index * interval)
+            out.append(Busy(begin, begin + timedelta(minutes=interval), status))
+    return out
+
+
+def reason_of(error: dict[str, Any]) -> str:
+    code = str(error.get("responseCode") or "")
+    message = str(error.get("message") or "")
+    if code == "ErrorAccessDenied" or "OData is disabled" in message:
+        return "outside_security_group"
+    if code in ("5009", "5010", "ErrorMailRecipientNotFound", "ErrorInvalidUser") or "resolve" in message.lower():
+        return "not_found"
+    return "upstream_error"
+
+
+class ScheduleReader:
+    def __init__(self, graph: GraphClient) -> None:
+        self.graph = graph
+
+    def read(self, tenant_id: str, organizer: str, participants: Sequence[str], start: datetime,
+             end: datetime) -> dict[str, Schedule]:
+        """Each participant's busy time and working hours in `[start, end)`, by e-mail."""
+        parts = plan(list(participants), start, end)
+        schedules = {email: Schedule(email) for email in participants}
+        workers = min(len(parts), 16)
+        if workers == 1:
+            answers = [self._run(tenant_id, organizer, parts[0])]
+        else:
+            from contextvars import copy_context
+
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="getSchedule") as pool:
+                futures = [pool.submit(copy_context().run, self._run, tenant_id, organizer, part) for part in parts]
+                answers = [future.result() for future in futures]
+        for part, answer in zip(parts, answers, strict=True):
+            self._merge(schedules, part, answer)
+        return schedules
+
+    def _run(self, tenant_id: str, organizer: str, part: Part) -> dict[str, Any] | GraphError:
+        body = {"schedules": list(part.schedules),
+                "startTime": {"dateTime": part.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+                "endTime": {"dateTime": part.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+                "availabilityViewInterval": INTERVAL_MINUTES}
+        # The planned path first, then the organizer, then anyone else in the part: a path
+        # mailbox that Graph does not know (404) or that the access policy excludes (403) only
+        # costs that path, not the part's answer.
+        candidates = list(dict.fromkeys([part.path_mailbox, organizer, *part.schedules]))
+        failure: GraphError | None = None
+        for path in candidates:
+            try:
+                return self.graph.post(f"/users/{quote(path)}/calendar/getSchedule", tenant_id=tenant_id,
+                                       mailbox=path, json=body, retry=True,
+                                       prefer=['outlook.timezone="UTC"']).body
+            except GraphError as error:
+                if error.status in (429, 503, 504, 0):
+                    raise
+                if error.outside_access_policy and path.lower() == organizer.lower():
+                    raise OutsideSecurityGroup(
+                        "The organizer's mailbox is outside the security group the tenant's admin allowed.",
+                        target="organizer") from None
+                if not (error.outside_access_policy or error.status == 404):
+                    return error
+                failure = error
+        return failure or GraphError(0, "noPath", "no participant could be asked")
+
+    def _merge(self, schedules: dict[str, Schedule], part: Part, answer: dict[str, Any] | GraphError) -> None:
+        if isinstance(answer, GraphError):
+            for email in part.schedules:
+                schedules[email].reason = schedules[email].reason or "upstream_error"
+            return
+        by_id = {str(info.get("scheduleId", "")).lower(): info for info in answer.get("value") or ()}
+        for email in part.schedules:
+            info = by_id.get(email)
+            target = schedules[email]
+            if info is None:
+                target.reason = target.reason or "upstream_error"
+            elif info.get("error"):
+                target.reason = target.reason or reason_of(info["error"])
+            else:
+                items = info.get("scheduleItems")
+                if items is not None:
+                    target.busy.extend(Busy(_utc(item["start"]), _utc(item["end"]), str(item.get("status") or "busy"))
+                                       for item in items)
+                else:
+                    target.busy.extend(busy_from_view(info.get("availabilityView") or "", part.start.astimezone(UTC),
+                                                      INTERVAL_MINUTES))
+                target.working_hours = target.working_hours or working_hours(info.get("workingHours"))

@@ -1,0 +1,72 @@
+"""POST /api/tenants/{tenantId}/availability: the request, the tenant's mode, the answer."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from availability import meeting_times
+from availability.request import AvailabilityRequest, parse
+from availability.schedule import ScheduleReader
+from availability.slots import SlotQuery, find_slots
+from shared.errors import TenantNotEnabled, WrongMode
+from shared.graph import GraphClient
+from shared.members import MemberTokens
+from shared.storage import Tenant, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def rfc3339(value: datetime) -> str:
+    return value.isoformat(timespec="seconds")
+
+
+def require_enabled(tenant: Tenant) -> None:
+    if tenant.status != "enabled":
+        raise TenantNotEnabled(f"The tenant's calendar integration is {tenant.status.replace('_', ' ')}.")
+
+
+class AvailabilityService:
+    def __init__(self, graph: GraphClient, members: MemberTokens) -> None:
+        self.graph = graph
+        self.members = members
+        self.schedules = ScheduleReader(graph)
+
+    def answer(self, tenant: Tenant, body: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
+        now = now or utcnow()
+        request = parse(body, default_time_zone=tenant.defaultTimeZone, now=now)
+        require_enabled(tenant)
+        if tenant.mode == "delegated":
+            if request.buffer:
+                raise WrongMode("bufferMinutes is not available in delegated mode (findMeetingTimes cannot "
+                                "honour it).", target="bufferMinutes")
+            token = self.members.access_token(tenant.tenantId, request.organizer)
+            slots, reason = meeting_times.find(self.graph, tenant.tenantId, token, request, now=now)
+            participants = [{"email": email, "status": "ok"} for email in request.participants]
+        else:
+            slots, reason, participants = self.domain(tenant, request, now)
+        return {"mode": tenant.mode, "timeZone": request.time_zone,
+                "slots": [{"start": rfc3339(s), "end": rfc3339(e)} for s, e in slots],
+                "participants": participants, "emptyReason": reason}
+
+    def domain(self, tenant: Tenant, request: AvailabilityRequest,
+               now: datetime) -> tuple[list[tuple[datetime, datetime]], str | None, list[dict[str, Any]]]:
+        # Asked for the window widened by the buffer, so busy time just outside it counts.
+        schedules = self.schedules.read(tenant.tenantId, request.organizer, request.participants,
+                                        request.start - request.buffer, request.end + request.buffer)
+        participants = []
+        for email in request.participants:
+            reason = schedules[email].reason
+            participants.append({"email": email, "status": "ok"} if reason is None
+                                else {"email": email, "status": "unavailable", "reason": reason})
+        available = [schedules[e].participant() for e in request.participants if schedules[e].reason is None]
+        unavailable = len(available) < len(request.participants)
+        if schedules[request.organizer].reason is not None:
+            return [], "participant_unavailable", participants
+        query = SlotQuery(start=request.start, end=request.end, duration=request.duration,
+                          step_minutes=request.step_minutes, buffer=request.buffer, max_slots=request.max_slots,
+                          zone=request.zone, respect_working_hours=request.respect_working_hours,
+                          tentative_as_busy=request.tentative_as_busy, now=now)
+        result = find_slots(available, query, unavailable=unavailable)
+        return result.slots, result.empty_reason, participants
