@@ -32,6 +32,7 @@ MAX_SCHEDULES = 20
 MAX_PART_WINDOW = timedelta(days=61)  # "less than 62 days"
 PER_MAILBOX = 4
 INTERVAL_MINUTES = 15
+FREE = frozenset({"free", "workingelsewhere"})
 VIEW_STATUS = {"0": "free", "1": "tentative", "2": "busy", "3": "oof", "4": "workingElsewhere"}
 
 
@@ -198,8 +199,10 @@ class ScheduleReader:
             else:
                 items = info.get("scheduleItems")
                 if items is not None:
-                    target.busy.extend(Busy(_utc(item["start"]), _utc(item["end"]), str(item.get("status") or "busy"))
-                                       for item in items)
+                    # Free time is not kept (time not covered by an item is free anyway).
+                    target.busy.extend(Busy(_utc(item["start"]), _utc(item["end"]), status)
+                                       for item in items
+                                       if (status := str(item.get("status") or "busy")).lower() not in FREE)
                 else:
                     target.busy.extend(busy_from_view(info.get("availabilityView") or "", part.start.astimezone(UTC),
                                                       INTERVAL_MINUTES))

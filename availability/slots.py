@@ -193,19 +193,27 @@ def grid(query: SlotQuery) -> list[datetime]:
     out: list[datetime] = []
     day = query.start.astimezone(zone).date()
     last_day = query.end.astimezone(zone).date()
+    minutes_of_day = range(0, 24 * 60, step)
     while day <= last_day:
         midnight = datetime.combine(day, time())
-        for minutes in range(0, 24 * 60, step):
-            naive = midnight + timedelta(minutes=minutes)
-            for fold in (0, 1):
-                local = naive.replace(tzinfo=zone, fold=fold)
-                instant = local.astimezone(UTC)
-                if instant.astimezone(zone).replace(tzinfo=None) != naive:
-                    break  # does not exist (spring forward)
-                if fold == 1 and instant == naive.replace(tzinfo=zone, fold=0).astimezone(UTC):
-                    break  # not a repeated time: fold 1 is the same instant
-                if earliest <= instant <= latest:
-                    out.append(instant)
+        next_midnight = midnight + timedelta(days=1)
+        first = midnight.replace(tzinfo=zone).astimezone(UTC)
+        after = next_midnight.replace(tzinfo=zone).astimezone(UTC)
+        if first.astimezone(zone).replace(tzinfo=None) == midnight and after - first == timedelta(days=1) \
+                and zone.utcoffset(midnight) == zone.utcoffset(next_midnight - timedelta(minutes=1)):
+            # No clock change today: the grid is plain arithmetic from local midnight.
+            out.extend(t for t in (first + timedelta(minutes=m) for m in minutes_of_day) if earliest <= t <= latest)
+        else:
+            for minutes in minutes_of_day:
+                naive = midnight + timedelta(minutes=minutes)
+                for fold in (0, 1):
+                    instant = naive.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+                    if instant.astimezone(zone).replace(tzinfo=None) != naive:
+                        break  # does not exist (spring forward)
+                    if fold == 1 and instant == naive.replace(tzinfo=zone, fold=0).astimezone(UTC):
+                        break  # not a repeated time: fold 1 is the same instant
+                    if earliest <= instant <= latest:
+                        out.append(instant)
         day += timedelta(days=1)
     out.sort()
     return out
