@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -155,9 +156,12 @@ class GraphClient:
         return self.request("GET", path, **kwargs)
 
 
+_MAILBOX = re.compile(r"^/users/[^/]+")
+
+
 def _path_only(path: str) -> str:
-    """The path without its query (filters can carry e-mail addresses)."""
-    return path.split("?", 1)[0]
+    """The path for a log line: no query (filters carry values), no mailbox (an e-mail address)."""
+    return _MAILBOX.sub("/users/{id}", path.split("?", 1)[0])
 
 
 def _error_of(response: Any, retry_after: int | None) -> GraphError:

@@ -247,3 +247,16 @@ def test_bad_requests_are_400_naming_the_field(tenants, change, target):
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "invalid_request"
     assert answer.json()["error"]["target"] == target
+
+
+def test_graph_calls_are_logged_with_graphs_request_id(tenants, sandbox, caplog):
+    import logging
+    import re
+
+    admin_consent(tenants, sandbox, DOMAIN, ADA["mail"])
+    with caplog.at_level(logging.INFO, logger="shared.graph"):
+        ask(tenants, DOMAIN, organizer="ada@tailspin.example", attendees=["grace@tailspin.example"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.graph"]
+    assert any(re.search(r"getSchedule -> 200 .* request-id [0-9a-f-]{36}, client-request-id [0-9a-f-]{36}", line)
+               for line in lines), lines
+    assert not any("tailspin.example" in line for line in lines)  # no e-mail of anyone in Graph log lines
