@@ -139,24 +139,28 @@ class ScheduleReader:
         self.graph = graph
 
     def read(self, tenant_id: str, organizer: str, participants: Sequence[str], start: datetime,
-             end: datetime) -> dict[str, Schedule]:
-        """Each participant's busy time and working hours in `[start, end)`, by e-mail."""
+             end: datetime, *, token: str | None = None) -> dict[str, Schedule]:
+        """Each participant's busy time and working hours in `[start, end)`, by e-mail. With a
+        delegated `token` (the organizer's), Graph is asked as the organizer (`/me`)."""
         parts = plan(list(participants), start, end)
+        if token is not None:
+            parts = [Part(organizer, p.schedules, p.start, p.end) for p in parts]
         schedules = {email: Schedule(email) for email in participants}
         workers = min(len(parts), 16)
         if workers == 1:
-            answers = [self._run(tenant_id, organizer, parts[0])]
+            answers = [self._run(tenant_id, organizer, parts[0], token)]
         else:
             from contextvars import copy_context
 
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="getSchedule") as pool:
-                futures = [pool.submit(copy_context().run, self._run, tenant_id, organizer, part) for part in parts]
+                futures = [pool.submit(copy_context().run, self._run, tenant_id, organizer, part, token)
+                           for part in parts]
                 answers = [future.result() for future in futures]
         for part, answer in zip(parts, answers, strict=True):
             self._merge(schedules, part, answer)
         return schedules
 
-    def _run(self, tenant_id: str, organizer: str, part: Part) -> dict[str, Any] | GraphError:
+    def _run(self, tenant_id: str, organizer: str, part: Part, token: str | None = None) -> dict[str, Any] | GraphError:
         body = {"schedules": list(part.schedules),
                 "startTime": {"dateTime": part.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
                 "endTime": {"dateTime": part.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
@@ -164,12 +168,13 @@ class ScheduleReader:
         # The planned path first, then the organizer, then anyone else in the part: a path
         # mailbox that Graph does not know (404) or that the access policy excludes (403) only
         # costs that path, not the part's answer.
-        candidates = list(dict.fromkeys([part.path_mailbox, organizer, *part.schedules]))
+        candidates = list(dict.fromkeys([part.path_mailbox, organizer, *part.schedules])) if token is None \
+            else [organizer]
         failure: GraphError | None = None
         for path in candidates:
+            url = "/me/calendar/getSchedule" if token else f"/users/{quote(path)}/calendar/getSchedule"
             try:
-                return self.graph.post(f"/users/{quote(path)}/calendar/getSchedule", tenant_id=tenant_id,
-                                       mailbox=path, json=body, retry=True,
+                return self.graph.post(url, tenant_id=tenant_id, mailbox=path, json=body, retry=True, token=token,
                                        prefer=['outlook.timezone="UTC"']).body
             except GraphError as error:
                 if error.status in (429, 503, 504, 0):

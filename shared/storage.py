@@ -243,6 +243,7 @@ class IdempotencyRecord(Record):
     state: str = "in_progress"  # in_progress | completed
     bookingId: str | None = None
     expiresAt: datetime | None = None
+    lockedUntil: datetime | None = None  # while in progress: after this, another request may take over
     createdAt: datetime | None = None
 
     @property
@@ -252,6 +253,25 @@ class IdempotencyRecord(Record):
     @property
     def row_key(self) -> str:
         return encode_key(self.key)
+
+
+@dataclass
+class Lease(Record):
+    """A short lock on a name within a tenant (one organizer's bookings run one at a time)."""
+
+    TABLE: ClassVar[str] = "leases"
+    tenantId: str
+    name: str
+    holder: str | None = None
+    expiresAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return self.tenantId
+
+    @property
+    def row_key(self) -> str:
+        return encode_key(self.name)
 
 
 @dataclass
@@ -491,6 +511,9 @@ class Repositories:
 
     def idempotency_record(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
         return self.store.get(IdempotencyRecord, tenant_id, encode_key(key))
+
+    def lease(self, tenant_id: str, name: str) -> Lease | None:
+        return self.store.get(Lease, tenant_id, encode_key(name))
 
     def expired_idempotency_records(self, now: datetime) -> Iterator[IdempotencyRecord]:
         return self.store.query(IdempotencyRecord, "expiresAt lt @now", {"now": now})

@@ -46,6 +46,9 @@ def clear_caches() -> None:
     from availability import routes as availability_routes
 
     availability_routes.availability_service.cache_clear()
+    from booking import routes as booking_routes
+
+    booking_routes.booking_service.cache_clear()
 
 
 @pytest.fixture(scope="session")

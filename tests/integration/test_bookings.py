@@ -1,0 +1,307 @@
+"""Bookings against the sandbox's Graph: exactly once, no double booking, read back, cancel."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import SANDBOX_SEED
+from tests.support.consent_pages import admin_consent, connect_member
+
+DOMAIN = "c1c2c3c4-0000-4000-8000-0000000000b1"
+DELEGATED = "c1c2c3c4-0000-4000-8000-0000000000b2"
+POLICY = "c1c2c3c4-0000-4000-8000-0000000000b3"
+OTHER = "c1c2c3c4-0000-4000-8000-0000000000b4"
+GROUP = "c1c2c3c4-0000-4000-8000-00000000aaaa"
+CLIENT_ID = json.loads(SANDBOX_SEED.read_text())["apps"][0]["clientId"]
+
+
+def person(uid: int, mail: str, zone: str = "America/New_York", events=(), admin=False):
+    return {"id": f"c1c2c3c4-0000-4000-8000-{uid:012d}", "mail": mail, "displayName": mail.split("@")[0],
+            "timeZone": zone, "isAdmin": admin,
+            "events": [{"subject": "existing", "start": s, "end": e, "showAs": "busy"} for s, e in events]}
+
+
+TENANTS = [
+    {"tenantId": DOMAIN, "domain": "fabrikam.example",
+     "users": [person(1, "ada@fabrikam.example", admin=True,
+                      events=[("2026-12-01T14:00:00-05:00", "2026-12-01T15:00:00-05:00")]),
+               person(2, "grace@fabrikam.example", "Europe/London"), person(3, "alan@fabrikam.example")]},
+    {"tenantId": DELEGATED, "domain": "wingtip.example",
+     "users": [person(11, "ada@wingtip.example", admin=True), person(12, "grace@wingtip.example")]},
+    {"tenantId": POLICY, "domain": "fourth.example", "applicationAccessPolicy": {CLIENT_ID: GROUP},
+     "groups": [{"id": GROUP, "mail": "10kc@fourth.example", "members": ["in@fourth.example"]}],
+     "users": [person(21, "in@fourth.example", admin=True), person(22, "out@fourth.example")]},
+    {"tenantId": OTHER, "domain": "other.example", "users": [person(31, "zed@other.example", admin=True)]},
+]
+BOOKING = {"organizer": "ada@fabrikam.example", "attendees": ["Grace@Fabrikam.example"],
+           "start": "2026-12-01T10:00:00-05:00", "end": "2026-12-01T10:30:00-05:00",
+           "timeZone": "America/New_York", "subject": "Mentoring: Ada / Grace", "body": "Booked through 10KC"}
+
+
+@pytest.fixture
+def tenants(api, sandbox):
+    sandbox.reset({"tenants": TENANTS})
+    admin_consent(api, sandbox, DOMAIN, "ada@fabrikam.example")
+    return api
+
+
+def book(api, key, tenant=DOMAIN, **changes):
+    body = {k: v for k, v in (BOOKING | changes).items() if v is not None}
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return api.post(f"/tenants/{tenant}/bookings", json=body, headers=headers)
+
+
+def events(sandbox, email):
+    answer = sandbox.session().get(f"{sandbox.base_url}/_sandbox/users/{email}/events", timeout=10)
+    return [e for e in answer.json()["value"] if e["subject"] != "existing"]
+
+
+def creates(sandbox, since):
+    return [e for e in sandbox.requests(since=since) if e["method"] == "POST" and e["path"].endswith("/events")]
+
+
+def fault(sandbox, **rule):
+    sandbox.session().post(f"{sandbox.base_url}/_sandbox/faults", json=rule, timeout=10).raise_for_status()
+
+
+def test_a_booking_lands_once_in_every_calendar_and_replays(tenants, sandbox):
+    since = sandbox.next_request_index()
+    answer = book(tenants, "key-1", onlineMeeting=True)
+    assert answer.status_code == 201, answer.text
+    booking = answer.json()
+    assert booking == booking | {"tenantId": DOMAIN, "organizer": "ada@fabrikam.example",
+                                 "attendees": [{"email": "grace@fabrikam.example", "response": "none"}],
+                                 "start": "2026-12-01T10:00:00-05:00", "end": "2026-12-01T10:30:00-05:00",
+                                 "timeZone": "America/New_York", "subject": "Mentoring: Ada / Grace",
+                                 "status": "confirmed"}
+    assert booking["bookingId"].startswith("bk_") and booking["webLink"] and booking["onlineMeetingUrl"]
+    organizer, attendee = events(sandbox, "ada@fabrikam.example"), events(sandbox, "grace@fabrikam.example")
+    assert len(organizer) == 1 and len(attendee) == 1
+    assert organizer[0]["iCalUId"] == attendee[0]["iCalUId"]
+    assert organizer[0]["start"]["timeZone"] == "Eastern Standard Time"
+    assert len(creates(sandbox, since)) == 1
+
+    since = sandbox.next_request_index()
+    replay = book(tenants, "key-1", onlineMeeting=True, attendees=["grace@fabrikam.example"],
+                  start="2026-12-01T15:00:00Z", checkAvailability=True)  # same booking, written differently
+    assert replay.status_code == 200
+    assert replay.json() == booking
+    assert sandbox.requests(since=since) == []  # answered from storage: no Graph call at all
+    other = book(tenants, "key-1", subject="Something else")
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_conflict"
+
+
+def test_ten_concurrent_requests_with_one_key_make_one_event(tenants, sandbox):
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: book(tenants, "same-key"), range(10)))
+    assert sorted(a.status_code for a in answers) == [200] * 9 + [201]
+    assert len({a.json()["bookingId"] for a in answers}) == 1
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
+
+
+def test_dropped_connection_after_graph_created_the_event_gives_one_event(tenants, sandbox):
+    fault(sandbox, path="/events$", method="POST", drop=True)
+    answer = book(tenants, "drop-1")
+    assert answer.status_code == 201, answer.text
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
+    assert len(events(sandbox, "grace@fabrikam.example")) == 1
+    again = book(tenants, "drop-1")  # the caller's own retry
+    assert again.status_code == 200
+    assert again.json()["bookingId"] == answer.json()["bookingId"]
+
+
+def test_a_5xx_before_the_work_is_retried_after_looking(tenants, sandbox):
+    fault(sandbox, path="/events$", method="POST", status=503, count=1)
+    since = sandbox.next_request_index()
+    answer = book(tenants, "retry-1")
+    assert answer.status_code == 201, answer.text
+    assert [e["status"] for e in creates(sandbox, since)] == [503, 201]
+    lookups = [e for e in sandbox.requests(since=since) if e["method"] == "GET" and e["path"].endswith("/events")]
+    assert len(lookups) == 1  # looked for the event by its tag before creating again
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
+
+
+def test_graph_failing_throughout_stores_nothing_and_the_key_works_later(tenants, sandbox):
+    fault(sandbox, path="/events$", method="POST", status=503, count=3)
+    failed = book(tenants, "fail-1")
+    assert failed.status_code == 503
+    assert failed.json()["error"]["code"] == "upstream_throttled"
+    assert failed.headers["Retry-After"]
+    assert events(sandbox, "ada@fabrikam.example") == []
+    assert book(tenants, "fail-1").status_code == 201
+
+
+def test_two_overlapping_bookings_with_different_keys_give_one_201_and_one_409(tenants, sandbox):
+    bodies = [("overlap-a", {"start": "2026-12-01T11:00:00-05:00", "end": "2026-12-01T11:30:00-05:00"}),
+              ("overlap-b", {"start": "2026-12-01T11:15:00-05:00", "end": "2026-12-01T11:45:00-05:00",
+                             "attendees": ["alan@fabrikam.example"]})]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda kb: book(tenants, kb[0], **kb[1]), bodies))
+    assert sorted(a.status_code for a in answers) == [201, 409]
+    refused = next(a for a in answers if a.status_code == 409)
+    assert refused.json()["error"]["code"] == "slot_unavailable"
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
+
+
+def test_a_conflicting_slot_is_409_and_the_key_stays_usable(tenants, sandbox):
+    busy = book(tenants, "busy-1", start="2026-12-01T14:30:00-05:00", end="2026-12-01T15:00:00-05:00")
+    assert busy.status_code == 409
+    assert busy.json()["error"]["code"] == "slot_unavailable"
+    assert events(sandbox, "ada@fabrikam.example") == []
+    forced = book(tenants, "busy-1", start="2026-12-01T14:30:00-05:00", end="2026-12-01T15:00:00-05:00",
+                  checkAvailability=False)  # a failed key is not stored: another body is fine
+    assert forced.status_code == 201
+
+
+def test_read_back_returns_live_times_and_responses_and_no_event_body(tenants, sandbox):
+    created = book(tenants, "read-1").json()
+    read = tenants.get(f"/tenants/{DOMAIN}/bookings/{created['bookingId']}")
+    assert read.status_code == 200
+    assert read.json() == created
+    text = read.text
+    assert "Booked through 10KC" not in text and "body" not in read.json()
+    assert "iCalUId" not in text and "location" not in text
+
+
+def test_only_this_tenants_bookings_and_no_raw_event_ids(tenants, sandbox):
+    created = book(tenants, "scope-1").json()
+    admin_consent(tenants, sandbox, OTHER, "zed@other.example", organization="org-77")
+    for tenant, booking_id in [(OTHER, created["bookingId"]),
+                               (DOMAIN, events(sandbox, "ada@fabrikam.example")[0]["id"]),
+                               (DOMAIN, "bk_" + uuid.uuid4().hex)]:
+        for method in ("GET", "DELETE"):
+            answer = tenants.request(method, f"/tenants/{tenant}/bookings/{booking_id}")
+            assert answer.status_code == 404, (tenant, booking_id, answer.text)
+            assert answer.json()["error"]["code"] == "booking_not_found"
+
+
+def test_cancel_is_idempotent_and_a_replay_returns_the_cancelled_booking(tenants, sandbox):
+    created = book(tenants, "cancel-1").json()
+    path = f"/tenants/{DOMAIN}/bookings/{created['bookingId']}"
+    first, second = tenants.delete(path), tenants.delete(path)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["status"] == second.json()["status"] == "cancelled"
+    copy = events(sandbox, "grace@fabrikam.example")[0]
+    assert copy["isCancelled"] is True
+    assert tenants.get(path).json()["status"] == "cancelled"
+    replay = book(tenants, "cancel-1")
+    assert replay.status_code == 200
+    assert replay.json()["status"] == "cancelled"
+
+
+def test_an_event_deleted_in_outlook_reads_as_cancelled(tenants, sandbox):
+    created = book(tenants, "deleted-1").json()
+    from shared.clients import graph_client
+
+    event_id = events(sandbox, "ada@fabrikam.example")[0]["id"]
+    graph_client().request("DELETE", f"/users/ada@fabrikam.example/events/{event_id}", tenant_id=DOMAIN,
+                           mailbox="ada@fabrikam.example")
+    read = tenants.get(f"/tenants/{DOMAIN}/bookings/{created['bookingId']}")
+    assert read.status_code == 200
+    assert read.json()["status"] == "cancelled"
+    assert tenants.delete(f"/tenants/{DOMAIN}/bookings/{created['bookingId']}").status_code == 200
+
+
+def test_a_disabled_tenant_answers_409(tenants, sandbox):
+    created = book(tenants, "disabled-1").json()
+    assert tenants.delete(f"/tenants/{DOMAIN}").status_code == 204
+    for method, path in [("POST", f"/tenants/{DOMAIN}/bookings"),
+                         ("GET", f"/tenants/{DOMAIN}/bookings/{created['bookingId']}"),
+                         ("DELETE", f"/tenants/{DOMAIN}/bookings/{created['bookingId']}")]:
+        answer = tenants.request(method, path, json=BOOKING, headers={"Idempotency-Key": "disabled-2"})
+        assert answer.status_code == 409, (method, answer.text)
+        assert answer.json()["error"]["code"] == "tenant_not_enabled"
+
+
+def test_crash_between_create_and_confirm_is_recovered_by_the_next_request(tenants, sandbox):
+    """A request that died after Graph created the event: its record is still in progress and its
+    hold has run out; the retry adopts the event found by its tag instead of creating another."""
+    from booking.service import TAG_ID
+    from shared.clients import graph_client, repositories
+    from shared.storage import Booking, IdempotencyRecord
+
+    key, booking_id, now = "crash-1", "bk_" + uuid.uuid4().hex, datetime.now(UTC)
+    fingerprint = _fingerprint(BOOKING)
+    repositories().store.insert(IdempotencyRecord(tenantId=DOMAIN, key=key, requestHash=fingerprint,
+                                                  bookingId=booking_id, expiresAt=now + timedelta(days=30),
+                                                  lockedUntil=now - timedelta(seconds=1), createdAt=now))
+    repositories().store.insert(Booking(tenantId=DOMAIN, bookingId=booking_id, organizer="ada@fabrikam.example",
+                                        attendees=["grace@fabrikam.example"],
+                                        start=datetime(2026, 12, 1, 15, tzinfo=UTC),
+                                        end=datetime(2026, 12, 1, 15, 30, tzinfo=UTC), timeZone="America/New_York",
+                                        subject=BOOKING["subject"], status="creating", createdAt=now))
+    graph_client().post("/users/ada@fabrikam.example/events", tenant_id=DOMAIN, mailbox="ada@fabrikam.example",
+                        json={"subject": BOOKING["subject"],
+                              "start": {"dateTime": "2026-12-01T10:00:00", "timeZone": "Eastern Standard Time"},
+                              "end": {"dateTime": "2026-12-01T10:30:00", "timeZone": "Eastern Standard Time"},
+                              "attendees": [{"type": "required", "emailAddress": {"address": "grace@fabrikam.example"}}],
+                              "singleValueExtendedProperties": [{"id": TAG_ID, "value": booking_id}]})
+    answer = book(tenants, key)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["bookingId"] == booking_id
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
+
+
+def _fingerprint(body):
+    from booking.request import parse
+
+    return parse(body, default_time_zone="UTC", now=datetime.now(UTC)).fingerprint()
+
+
+def test_organizer_outside_the_security_group_is_403(tenants, sandbox):
+    admin_consent(tenants, sandbox, POLICY, "in@fourth.example", organization="org-9")
+    answer = book(tenants, "policy-1", tenant=POLICY, organizer="out@fourth.example", attendees=["in@fourth.example"])
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "outside_security_group"
+    ok = book(tenants, "policy-2", tenant=POLICY, organizer="in@fourth.example", attendees=["out@fourth.example"])
+    assert ok.status_code == 201, ok.text
+
+
+def test_delegated_bookings_use_the_organizers_token(tenants, sandbox):
+    admin_consent(tenants, sandbox, DELEGATED, "ada@wingtip.example", mode="delegated", organization="org-5")
+    body = {"organizer": "ada@wingtip.example", "attendees": ["grace@wingtip.example"]}
+    refused = book(tenants, "dlg-1", tenant=DELEGATED, **body)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "user_not_connected"
+    connect_member(tenants, sandbox, DELEGATED, "ada@wingtip.example")
+    since = sandbox.next_request_index()
+    answer = book(tenants, "dlg-1", tenant=DELEGATED, **body)
+    assert answer.status_code == 201, answer.text
+    assert any(e["path"] == "/v1.0/me/events" and e["method"] == "POST" for e in sandbox.requests(since=since))
+    assert len(events(sandbox, "grace@wingtip.example")) == 1
+    read = tenants.get(f"/tenants/{DELEGATED}/bookings/{answer.json()['bookingId']}")
+    assert read.json()["status"] == "confirmed"
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "target"),
+    [
+        (None, {}, "Idempotency-Key"),
+        ("", {}, "Idempotency-Key"),
+        ("k" * 201, {}, "Idempotency-Key"),
+        ("clé", {}, "Idempotency-Key"),
+        ("k", {"attendees": []}, "attendees"),
+        ("k", {"attendees": ["ada@fabrikam.example"]}, "attendees"),
+        ("k", {"subject": ""}, "subject"),
+        ("k", {"subject": "s" * 256}, "subject"),
+        ("k", {"subject": None}, "subject"),
+        ("k", {"start": "2026-12-01T10:00:00"}, "start"),
+        ("k", {"end": "2026-12-01T09:00:00-05:00"}, "end"),
+        ("k", {"start": "2020-12-01T10:00:00Z", "end": "2020-12-01T10:30:00Z"}, "end"),
+        ("k", {"onlineMeeting": "yes"}, "onlineMeeting"),
+        ("k", {"checkAvailability": 0}, "checkAvailability"),
+        ("k", {"timeZone": "Pacific Standard Time"}, "timeZone"),
+        ("k", {"body": 5}, "body"),
+        ("k", {"location": "Room 1"}, "location"),
+    ],
+)
+def test_bad_booking_requests_are_400(tenants, key, change, target):
+    answer = book(tenants, key, **change)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["target"] == target
