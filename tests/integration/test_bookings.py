@@ -240,7 +240,8 @@ def test_crash_between_create_and_confirm_is_recovered_by_the_next_request(tenan
                         json={"subject": BOOKING["subject"],
                               "start": {"dateTime": "2026-12-01T10:00:00", "timeZone": "Eastern Standard Time"},
                               "end": {"dateTime": "2026-12-01T10:30:00", "timeZone": "Eastern Standard Time"},
-                              "attendees": [{"type": "required", "emailAddress": {"address": "grace@fabrikam.example"}}],
+                              "attendees": [{"type": "required",
+                                             "emailAddress": {"address": "grace@fabrikam.example"}}],
                               "singleValueExtendedProperties": [{"id": TAG_ID, "value": booking_id}]})
     answer = book(tenants, key)
     assert answer.status_code == 201, answer.text
