@@ -36,7 +36,8 @@ test: setup browser lint
 bench: setup
 	$(PY) bench/import_time.py
 	$(PY) bench/sandbox_getschedule.py
-	REQUESTS_CA_BUNDLE= $(PY) bench/availability.py
+	$(PY) bench/availability.py
+	$(PY) bench/booking.py
 
 clean:
 	rm -rf $(VENV) node_modules .local .pytest_cache .ruff_cache

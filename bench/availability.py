@@ -9,17 +9,13 @@ Usage: python bench/availability.py [--requests 40]
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TENANT = "b0b0b0b0-0000-4000-8000-00000000be01"
 DAYS = 14
@@ -48,51 +44,20 @@ def seed(app: dict) -> dict:
     return {"tenants": [{"tenantId": TENANT, "domain": "bench.example", "consented": consented, "users": users}]}
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
 
-    import requests
+    from bench.stack import APP, line, local_stack
 
-    from sandbox.testing import start_sandbox
-    from tools.azurite import start_azurite
-
-    work = Path(tempfile.mkdtemp(prefix="bench-availability-"))
-    base_seed = json.loads((ROOT / "tests" / "sandbox_seed.json").read_text())
-    app = base_seed["apps"][0]
-    azurite = start_azurite(work / "azurite")
-    sandbox = start_sandbox(work / "sandbox", ROOT / "tests" / "sandbox_seed.json")
-    host = None
-    try:
-        sandbox.reset(seed(app))
-        os.environ.update({
-            "PUBLIC_BASE_URL": "http://127.0.0.1:7071", "ALLOWED_RETURN_ORIGINS": "http://127.0.0.1:3000",
-            "APP_CLIENT_ID": app["clientId"], "KEY_VAULT_URL": sandbox.base_url,
-            "IDENTITY_AUTHORITY_HOST": sandbox.base_url, "GRAPH_BASE_URL": sandbox.base_url + "/v1.0",
-            "SERVICE_STORAGE": azurite.connection_string, "LOG_LEVEL": "WARNING", **sandbox.managed_identity_env(),
-        })
-        import function_app
-        from devhost import LocalHost
-        from shared.clients import repositories
-        from shared.storage import Tenant, utcnow
-
-        repositories().store.insert(Tenant(tenantId=TENANT, organizationId="bench", organizationName="Bench",
-                                           mode="domain", status="enabled", defaultTimeZone="America/New_York",
-                                           consentedAt=utcnow(), createdAt=utcnow(), updatedAt=utcnow()))
-        host = LocalHost(function_app.app, port=0).start()
-        session = requests.Session()
-        session.trust_env = False
+    with local_stack(seed(APP)["tenants"], [(TENANT, "America/New_York")]) as stack:
+        session, sandbox = stack.session, stack.sandbox
         body = {"organizer": "u00@bench.example", "attendees": [f"u{i:02d}@bench.example" for i in range(1, PEOPLE)],
                 "start": (FIRST_DAY + timedelta(hours=13)).isoformat(),
                 "end": (FIRST_DAY + timedelta(days=DAYS, hours=13)).isoformat(), "durationMinutes": 30,
                 "timeZone": "America/New_York", "slotStepMinutes": 15, "maxSlots": 500}
-        url = f"{host.base_url}/api/tenants/{TENANT}/availability"
+        url = stack.url(f"/tenants/{TENANT}/availability")
         for _ in range(3):  # warm: MSAL app, token cache, TLS connections
             session.post(url, json=body, timeout=60).raise_for_status()
         totals, graph_times, calls, token_calls, slots = [], [], [], 0, 0
@@ -111,17 +76,10 @@ def main() -> None:
         own = [t - g for t, g in zip(totals, graph_times, strict=True)]
         print(f"availability: {PEOPLE} participants x {DAYS} days, {EVENTS_PER_DAY} events/day each, "
               f"{args.requests} requests, {slots} slots per answer")
-        print(f"  request latency      p50 {statistics.median(totals):7.1f} ms  p95 {percentile(totals, .95):7.1f} ms")
-        print(f"  sandbox getSchedule  p50 {statistics.median(graph_times):7.1f} ms  "
-              f"p95 {percentile(graph_times, .95):7.1f} ms (server side)")
-        print(f"  service's own share  p50 {statistics.median(own):7.1f} ms  p95 {percentile(own, .95):7.1f} ms "
-              "(latency minus the sandbox's time)")
+        print(line("request latency", totals))
+        print(line("sandbox getSchedule", graph_times) + " (server side)")
+        print(line("service's own share", own) + " (latency minus the sandbox's time)")
         print(f"  Graph calls/request  {statistics.mean(calls):.1f} getSchedule; token requests in all: {token_calls}")
-    finally:
-        if host is not None:
-            host.stop()
-        sandbox.stop()
-        azurite.stop()
 
 
 if __name__ == "__main__":

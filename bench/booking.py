@@ -1,0 +1,64 @@
+"""Bookings through the whole local stack: the service's own time per booking beside the Graph
+round trips it made (re-check getSchedule, create event) and the sandbox's time for them.
+
+Each booking is a fresh Idempotency-Key and a fresh slot in the organizer's calendar, with the
+re-check on (the default). Loopback only. Usage: python bench/booking.py [--bookings 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TENANT = "b0b0b0b0-0000-4000-8000-00000000be02"
+FIRST = datetime(2026, 12, 7, 14, tzinfo=UTC)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bookings", type=int, default=40)
+    args = parser.parse_args()
+
+    from bench.stack import consented, line, local_stack
+
+    users = [{"id": f"b0b0b0b0-0000-4000-8000-{i:012d}", "mail": f"u{i}@bench.example", "displayName": f"U{i}",
+              "timeZone": "America/New_York"} for i in range(3)]
+    with local_stack([consented(TENANT, "bench.example", users)], [(TENANT, "America/New_York")]) as stack:
+        totals, graph_times, kinds = [], [], Counter()
+        for index in range(args.bookings + 2):
+            start = FIRST + timedelta(hours=index)
+            body = {"organizer": "u0@bench.example", "attendees": ["u1@bench.example", "u2@bench.example"],
+                    "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat(),
+                    "subject": f"Bench {index}", "onlineMeeting": index % 2 == 0}
+            since = stack.sandbox.next_request_index()
+            began = time.perf_counter()
+            answer = stack.session.post(stack.url(f"/tenants/{TENANT}/bookings"), json=body,
+                                        headers={"Idempotency-Key": f"bench-{index}"}, timeout=60)
+            elapsed = (time.perf_counter() - began) * 1000
+            answer.raise_for_status()
+            if index < 2:
+                continue  # warm-up: MSAL app, token cache, tables, TLS connections
+            log = stack.sandbox.requests(since=since)
+            totals.append(elapsed)
+            graph_times.append(sum(e["durationMs"] for e in log))
+            kinds.update(f"{e['method']} {e['path'].rsplit('/', 1)[-1]}" for e in log)
+        own = [t - g for t, g in zip(totals, graph_times, strict=True)]
+        print(f"booking: {args.bookings} bookings, 1 organizer + 2 attendees, re-check on")
+        print(line("request latency", totals))
+        print(line("sandbox time", graph_times) + " (server side, all calls of the request)")
+        print(line("service's own share", own) + " (incl. Table Storage on Azurite)")
+        per = ", ".join(f"{name} {count / args.bookings:.1f}" for name, count in sorted(kinds.items()))
+        print(f"  round trips/booking  {per}")
+        print(f"  mean Graph round trips per booking: {sum(kinds.values()) / args.bookings:.1f}; "
+              f"p50 latency {statistics.median(totals):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
