@@ -5,6 +5,7 @@ import azure.functions as func
 
 from availability.routes import bp as availability_bp
 from booking.routes import bp as booking_bp
+from consent.background import bp as background_bp
 from consent.routes import bp as consent_bp
 from shared import platform_routes
 from shared.logs import configure_logging
@@ -16,5 +17,6 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(consent_bp)
 app.register_functions(availability_bp)
 app.register_functions(booking_bp)
+app.register_functions(background_bp)
 app.register_functions(platform_routes.bp)
 platform_routes.bind_routes(app)

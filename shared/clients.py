@@ -56,3 +56,11 @@ def graph_client() -> Any:
     from shared.graph import GraphClient
 
     return GraphClient(get_settings(), token_provider())
+
+
+@lru_cache(maxsize=1)
+def job_queue() -> Any:
+    from shared.queues import JobQueue
+
+    settings = get_settings()
+    return JobQueue(settings.storage, settings.jobs_queue)

@@ -134,6 +134,7 @@ class Settings:
     jobs_queue: str = "tenkc-jobs"
     token_refresh_schedule: str = "0 0 */6 * * *"  # noqa: S105 (a schedule, not a password)
     http_timeout_seconds: int = 10
+    refresh_jobs_per_second: int = 25
     log_level: str = "INFO"
     version: str = "0.1.0"
 
@@ -223,6 +224,7 @@ class Settings:
             jobs_queue=queue,
             token_refresh_schedule=_ncrontab("TOKEN_REFRESH_SCHEDULE", get("TOKEN_REFRESH_SCHEDULE", "0 0 */6 * * *")),
             http_timeout_seconds=_int("HTTP_TIMEOUT_SECONDS", get("HTTP_TIMEOUT_SECONDS", "10"), 1, 120),
+            refresh_jobs_per_second=_int("REFRESH_JOBS_PER_SECOND", get("REFRESH_JOBS_PER_SECOND", "25"), 1, 28),
             log_level=level,
             version=get("APP_VERSION", "0.1.0"),
         )

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Settings for importing the app in tests; integration fixtures replace the endpoints with live
 # local ones. Ids are fixed test values, not real registrations.
 BASE_ENV = {
+    "TOKEN_REFRESH_SCHEDULE": "0 0 */6 * * *",
+    "JOBS_QUEUE_NAME": "tenkc-jobs",
     "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
     "ALLOWED_RETURN_ORIGINS": "https://app.10kc.example,http://127.0.0.1:3000",
     "APP_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
@@ -39,6 +41,7 @@ def clear_caches() -> None:
     clients.token_provider.cache_clear()
     clients.member_tokens.cache_clear()
     clients.graph_client.cache_clear()
+    clients.job_queue.cache_clear()
     from consent import routes as consent_routes
 
     consent_routes.tenant_service.cache_clear()
@@ -49,6 +52,10 @@ def clear_caches() -> None:
     from booking import routes as booking_routes
 
     booking_routes.booking_service.cache_clear()
+    from consent import background
+
+    background.timer_service.cache_clear()
+    background.jobs_service.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,239 @@
+"""Background work on Azurite and the sandbox: the timer's jobs, member refresh, consent health,
+retries and the poison queue, through the real queue and (for delivery) the local host."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from shared.storage import ConnectedUser, ConsentRequest, Tenant, utcnow
+from tests.conftest import SANDBOX_SEED, clear_caches
+from tests.support.consent_pages import admin_consent, connect_member
+
+DOMAIN_A = "e1e2e3e4-0000-4000-8000-0000000000a1"
+DOMAIN_B = "e1e2e3e4-0000-4000-8000-0000000000a2"
+DELEGATED = "e1e2e3e4-0000-4000-8000-0000000000a3"
+SEED = json.loads(SANDBOX_SEED.read_text())
+
+
+def person(uid: int, mail: str, admin: bool = False):
+    return {"id": f"e1e2e3e4-0000-4000-8000-{uid:012d}", "mail": mail, "displayName": mail.split("@")[0],
+            "timeZone": "UTC", "isAdmin": admin}
+
+
+TENANTS = [
+    {"tenantId": DOMAIN_A, "domain": "a.example", "users": [person(1, "admin@a.example", True)]},
+    {"tenantId": DOMAIN_B, "domain": "b.example", "users": [person(2, "admin@b.example", True)]},
+    {"tenantId": DELEGATED, "domain": "d.example",
+     "users": [person(3, "boss@d.example", True), person(4, "ann@d.example"), person(5, "bob@d.example")]},
+]
+
+
+@pytest.fixture
+def background(api, sandbox, monkeypatch):
+    """A queue of this test's own, the sandbox's tenants, and the services rebuilt on them."""
+    monkeypatch.setenv("JOBS_QUEUE_NAME", "jobs-" + uuid.uuid4().hex[:12])
+    monkeypatch.setenv("REFRESH_JOBS_PER_SECOND", "28")
+    clear_caches()
+    sandbox.reset({"tenants": TENANTS})
+    return api
+
+
+def services():
+    from consent.background import jobs_service, timer_service
+    from shared.clients import job_queue, repositories
+
+    return timer_service(), jobs_service(), job_queue(), repositories()
+
+
+def visible_messages(queue):
+    return [json.loads(m.content) for m in queue.client.peek_messages(max_messages=32)]
+
+
+def drain(queue):
+    return [json.loads(m.content) for m in queue.client.receive_messages(max_messages=32)]
+
+
+def test_a_run_enqueues_exactly_the_jobs_due_and_cleans_up(background, sandbox):
+    _, _, queue, repos = services()
+    now = utcnow()
+    for tenant_id, status, mode in [(DOMAIN_A, "enabled", "domain"), (DOMAIN_B, "pending_consent", "domain"),
+                                    (DELEGATED, "enabled", "delegated")]:
+        repos.store.insert(Tenant(tenantId=tenant_id, organizationId="org", organizationName="Org", mode=mode,
+                                  status=status, createdAt=now, updatedAt=now))
+    for user_id, status, due in [("due-1", "connected", -1), ("due-2", "connected", -60), ("later", "connected", 60),
+                                 ("gone", "needs_reconnect", -1)]:
+        repos.store.insert(ConnectedUser(tenantId=DELEGATED, userId=user_id, email=f"{user_id}@d.example",
+                                         status=status, secretName="rt-x", refreshDueAt=now + timedelta(minutes=due)))
+    repos.store.insert(ConsentRequest(requestId="old", tenantId=DOMAIN_A, kind="admin", returnUrl="https://x",
+                                      expiresAt=now - timedelta(minutes=1)))
+    repos.store.insert(ConsentRequest(requestId="fresh", tenantId=DOMAIN_A, kind="admin", returnUrl="https://x",
+                                      expiresAt=now + timedelta(minutes=10)))
+    timer, _, _, _ = services()
+    counts = timer.run()
+    assert counts == {"members": 2, "tenants": 1, "cleaned": 1}
+    jobs = drain(queue)
+    assert sorted((j["kind"], j.get("userId") or j["tenantId"]) for j in jobs) == [
+        ("check_tenant", DOMAIN_A), ("refresh_member", "due-1"), ("refresh_member", "due-2")]
+    assert repos.consent_request("old") is None and repos.consent_request("fresh") is not None
+
+
+def test_jobs_are_staggered_to_keep_under_key_vaults_write_rate(background, monkeypatch):
+    monkeypatch.setenv("REFRESH_JOBS_PER_SECOND", "1")
+    clear_caches()
+    timer, _, queue, repos = services()
+    now = utcnow()
+    for index in range(3):
+        repos.store.insert(ConnectedUser(tenantId=DELEGATED, userId=f"u{index}", email=f"u{index}@d.example",
+                                         secretName="rt-x", refreshDueAt=now - timedelta(minutes=1)))
+    assert timer.run()["members"] == 3
+    assert len(visible_messages(queue)) == 1  # the others are hidden for 1 s and 2 s
+    time.sleep(2.3)
+    assert len(visible_messages(queue)) == 3
+
+
+def test_a_refresh_stores_a_new_version_and_disables_the_old(background, sandbox):
+    admin_consent(background, sandbox, DELEGATED, "boss@d.example", mode="delegated")
+    connect_member(background, sandbox, DELEGATED, "ann@d.example")
+    _, jobs, _, repos = services()
+    from shared.clients import secret_store
+    from shared.errors import SecretUnavailable
+
+    before = repos.user_by_email(DELEGATED, "ann@d.example")
+    outcome = jobs.run(json.dumps({"kind": "refresh_member", "tenantId": DELEGATED, "userId": before.userId,
+                                   "enqueuedAt": utcnow().isoformat()}))
+    assert outcome == "refreshed"
+    after = repos.user(DELEGATED, before.userId)
+    assert after.secretName == before.secretName and after.secretVersion != before.secretVersion
+    assert after.lastRefreshAt > before.lastRefreshAt
+    assert after.refreshDueAt - after.lastRefreshAt == timedelta(days=7)
+    with pytest.raises(SecretUnavailable):
+        secret_store().get(before.secretName, before.secretVersion)  # the previous version is disabled
+    new_token = secret_store().get(after.secretName)
+    assert new_token == secret_store().get(after.secretName, after.secretVersion)  # the row points at the latest
+    from shared.clients import token_provider
+
+    assert token_provider().redeem_refresh_token(DELEGATED, new_token)["access_token"]  # and it works
+
+
+def test_a_job_delivered_twice_is_harmless(background, sandbox):
+    admin_consent(background, sandbox, DELEGATED, "boss@d.example", mode="delegated")
+    connect_member(background, sandbox, DELEGATED, "ann@d.example")
+    _, jobs, _, repos = services()
+    user = repos.user_by_email(DELEGATED, "ann@d.example")
+    message = json.dumps({"kind": "refresh_member", "tenantId": DELEGATED, "userId": user.userId,
+                          "enqueuedAt": utcnow().isoformat()})
+    assert jobs.run(message) == "refreshed"
+    version = repos.user(DELEGATED, user.userId).secretVersion
+    assert jobs.run(message) == "skipped: already refreshed"
+    assert repos.user(DELEGATED, user.userId).secretVersion == version
+    check = json.dumps({"kind": "check_tenant", "tenantId": DELEGATED, "enqueuedAt": utcnow().isoformat()})
+    assert jobs.run(check) == jobs.run(check) == "skipped: not an enabled domain tenant"
+
+
+def test_revoked_tenant_and_revoked_member_are_marked_the_others_refreshed(background, sandbox):
+    admin_consent(background, sandbox, DOMAIN_A, "admin@a.example")
+    admin_consent(background, sandbox, DOMAIN_B, "admin@b.example")
+    admin_consent(background, sandbox, DELEGATED, "boss@d.example", mode="delegated")
+    connect_member(background, sandbox, DELEGATED, "ann@d.example")
+    connect_member(background, sandbox, DELEGATED, "bob@d.example")
+    sandbox.session().post(f"{sandbox.base_url}/_sandbox/tenants/{DOMAIN_B}/revoke").raise_for_status()
+    sandbox.session().post(f"{sandbox.base_url}/_sandbox/users/bob@d.example/revoke").raise_for_status()
+    _, jobs, queue, repos = services()
+    from shared.storage import ConnectedUser as Row
+
+    def due(row: Row) -> Row:
+        row.refreshDueAt = utcnow() - timedelta(minutes=1)
+        return row
+
+    for user in repos.users(DELEGATED):
+        repos.store.modify(Row, DELEGATED, user.row_key, due)
+    timer, _, _, _ = services()
+    assert timer.run()["members"] == 2
+    outcomes = {}
+    for job in drain(queue):
+        outcomes[job.get("userId") or job["tenantId"]] = jobs.run(json.dumps(job))
+    ann, bob = repos.user_by_email(DELEGATED, "ann@d.example"), repos.user_by_email(DELEGATED, "bob@d.example")
+    assert outcomes == {DOMAIN_A: "healthy", DOMAIN_B: "consent_revoked", ann.userId: "refreshed",
+                        bob.userId: "needs_reconnect"}
+    assert background.get(f"/tenants/{DOMAIN_B}").json()["status"] == "consent_revoked"
+    assert background.get(f"/tenants/{DOMAIN_A}").json()["status"] == "enabled"
+    assert background.get(f"/tenants/{DELEGATED}/users/bob@d.example").json()["status"] == "needs_reconnect"
+    assert background.get(f"/tenants/{DELEGATED}").json()["usersNeedingReconnect"] == 1
+
+
+def test_an_expired_app_secret_marks_no_tenant_and_raises_the_alert(background, sandbox, caplog):
+    admin_consent(background, sandbox, DOMAIN_A, "admin@a.example")
+    from shared.clients import secret_store
+
+    secret_store().set("app-client-secret", "expired-secret-value")
+    try:
+        clear_caches()
+        _, jobs, _, _ = services()
+        with caplog.at_level(logging.CRITICAL):
+            outcome = jobs.run(json.dumps({"kind": "check_tenant", "tenantId": DOMAIN_A,
+                                           "enqueuedAt": utcnow().isoformat()}))
+        assert outcome == "alert: app credential"
+        assert any("OPERATOR ALERT" in r.getMessage() and "AADSTS7000215" in r.getMessage()
+                   for r in caplog.records if r.levelno == logging.CRITICAL)
+        assert background.get(f"/tenants/{DOMAIN_A}").json()["status"] == "enabled"
+    finally:
+        secret_store().set("app-client-secret", SEED["apps"][0]["clientSecret"])
+
+
+def test_the_local_host_delivers_jobs_and_a_job_that_keeps_failing_lands_in_poison(background, sandbox):
+    """Through the queue function as the host runs it: base64 messages, retries, poison queue."""
+    import function_app
+    from devhost import LocalHost
+
+    admin_consent(background, sandbox, DOMAIN_A, "admin@a.example")
+    _, _, queue, _ = services()
+    queue.send({"kind": "check_tenant", "tenantId": DOMAIN_A, "enqueuedAt": utcnow().isoformat()})
+    queue.send({"kind": "no-such-job"})
+    options = {"extensions": {"queues": {"batchSize": 4, "maxPollingInterval": "00:00:00.2",
+                                         "visibilityTimeout": "00:00:00", "maxDequeueCount": 3}}}
+    host = LocalHost(function_app.app, host_json=options, port=0).start()
+    try:
+        from azure.storage.queue import QueueClient
+
+        from shared.settings import get_settings
+
+        poison = QueueClient.from_connection_string(get_settings().storage.connection_string, f"{queue.name}-poison")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if queue.peek_count() == 0 and _count(poison) == 1:
+                break
+            time.sleep(0.2)
+        assert queue.peek_count() == 0
+        poisoned = [m.content for m in poison.peek_messages(max_messages=5)]
+        assert len(poisoned) == 1
+        import base64
+
+        assert json.loads(base64.b64decode(poisoned[0])) == {"kind": "no-such-job"}
+    finally:
+        host.stop()
+
+
+def _count(queue_client) -> int:
+    try:
+        return len(queue_client.peek_messages(max_messages=5))
+    except Exception:
+        return 0
+
+
+def test_the_timer_runs_now_through_the_admin_api(background, host, sandbox):
+    import requests
+
+    admin_consent(background, sandbox, DOMAIN_A, "admin@a.example")
+    answer = requests.post(f"{host.base_url}/admin/functions/token_refresh_timer", json={"input": ""}, timeout=30)
+    assert answer.status_code == 202
+    _, _, queue, _ = services()
+    deadline = time.monotonic() + 10  # 202: the host runs the timer in the background, as Azure's does
+    while not visible_messages(queue) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [j["kind"] for j in visible_messages(queue)] == ["check_tenant"]
