@@ -38,6 +38,7 @@ bench: setup
 	$(PY) bench/sandbox_getschedule.py
 	$(PY) bench/availability.py
 	$(PY) bench/booking.py
+	$(PY) bench/background.py
 
 clean:
 	rm -rf $(VENV) node_modules .local .pytest_cache .ruff_cache

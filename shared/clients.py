@@ -8,6 +8,27 @@ from typing import Any
 
 from shared.settings import get_settings
 
+POOL_SIZE = 32  # connections kept per host: the queue function runs up to batchSize jobs at once
+
+
+def pooled_session() -> Any:
+    """A requests session whose pool holds enough connections for this process's threads (the
+    default of 10 makes concurrent jobs discard and reopen TLS connections)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def azure_transport() -> Any:
+    from azure.core.pipeline.transport import RequestsTransport
+
+    return RequestsTransport(session=pooled_session(), session_owner=False)
+
 
 @lru_cache(maxsize=1)
 def azure_credential() -> Any:
@@ -25,7 +46,7 @@ def secret_store() -> Any:
     settings = get_settings()
     return SecretStore(
         settings.key_vault_url, azure_credential(),
-        verify_challenge_resource=settings.key_vault_is_azure,
+        verify_challenge_resource=settings.key_vault_is_azure, transport=azure_transport(),
     )
 
 
@@ -41,7 +62,7 @@ def repositories() -> Any:
 def token_provider() -> Any:
     from shared.tokens import TokenProvider
 
-    return TokenProvider(get_settings(), secret_store())
+    return TokenProvider(get_settings(), secret_store(), http_client=pooled_session())
 
 
 @lru_cache(maxsize=1)

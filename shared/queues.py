@@ -36,8 +36,10 @@ class JobQueue:
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
+        from shared.clients import azure_transport
+
         kwargs = {"message_encode_policy": BinaryBase64EncodePolicy(),
-                  "message_decode_policy": BinaryBase64DecodePolicy()}
+                  "message_decode_policy": BinaryBase64DecodePolicy(), "transport": azure_transport()}
         if self._connection.connection_string:
             client = QueueClient.from_connection_string(self._connection.connection_string, self.name, **kwargs)
         else:

@@ -329,13 +329,15 @@ class TableStore:
         from azure.data.tables import TableServiceClient
 
         if self._service is None:
-            if self._connection.connection_string:
-                self._service = TableServiceClient.from_connection_string(self._connection.connection_string)
-            else:
-                from shared.clients import azure_credential
+            from shared.clients import azure_credential, azure_transport
 
+            if self._connection.connection_string:
+                self._service = TableServiceClient.from_connection_string(
+                    self._connection.connection_string, transport=azure_transport())
+            else:
                 self._service = TableServiceClient(
-                    endpoint=self._connection.table_service_uri, credential=azure_credential()
+                    endpoint=self._connection.table_service_uri, credential=azure_credential(),
+                    transport=azure_transport(),
                 )
         with contextlib.suppress(ResourceExistsError):
             self._service.create_table(name)
