@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import azure.functions as func
 
@@ -46,6 +47,18 @@ def bind_routes(app: func.FunctionApp) -> None:
 @endpoint
 def health(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"status": "ok", "version": get_settings().version})
+
+
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+
+@bp.function_name("openapi")
+@bp.route(route="openapi.yaml", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The API document, as deployed beside the code."""
+    return func.HttpResponse(OPENAPI_PATH.read_bytes(), status_code=200, mimetype="application/yaml",
+                             charset="utf-8", headers={"Cache-Control": "public, max-age=300"})
 
 
 @bp.function_name("not_found")

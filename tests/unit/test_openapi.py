@@ -1,0 +1,110 @@
+"""openapi.yaml: the routes it describes are the routes the FunctionApp registers, and every
+example in it validates against its own schemas (JSON Schema 2020-12, as OpenAPI 3.1 uses)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENT = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
+def registered_routes() -> set[tuple[str, str]]:
+    import function_app
+    from shared.platform_routes import app_functions
+
+    routes = set()
+    for function in app_functions(function_app.app):
+        for binding in json.loads(function.get_function_json())["bindings"]:
+            if binding.get("type") == "httpTrigger":
+                route = binding.get("route") or function.get_function_name()
+                if route == "{*path}":
+                    continue  # the catch-all answers 404/405 for what is not a route: not one itself
+                for method in binding.get("methods") or ["GET"]:
+                    routes.add((method.upper(), "/" + route))
+    return routes
+
+
+def documented_routes() -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, item in DOCUMENT["paths"].items() for method in item if method in METHODS}
+
+
+def test_document_and_app_have_the_same_routes():
+    assert documented_routes() == registered_routes()
+
+
+def validator(schema: dict) -> jsonschema.Draft202012Validator:
+    """A validator for a schema of the document, its `#/components/...` references resolved."""
+    registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(DOCUMENT))
+    rooted = json.loads(json.dumps(schema).replace('"#/components', '"urn:openapi#/components'))
+    return jsonschema.Draft202012Validator(rooted, registry=registry, format_checker=jsonschema.FormatChecker())
+
+
+def examples():
+    found = []
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            body = (operation.get("requestBody") or {}).get("content", {}).get("application/json")
+            if body and "example" in body:
+                found.append((f"{method} {path} request", body["schema"], body["example"]))
+            for status, response in operation["responses"].items():
+                response = resolve(response)
+                content = (response.get("content") or {}).get("application/json")
+                if content and "example" in content:
+                    found.append((f"{method} {path} {status}", content["schema"], content["example"]))
+    return found
+
+
+def resolve(node: dict) -> dict:
+    if "$ref" in node:
+        target = DOCUMENT
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return target
+    return node
+
+
+@pytest.mark.parametrize(("name", "schema", "example"), examples(), ids=lambda v: v if isinstance(v, str) else "")
+def test_examples_validate_against_their_schemas(name, schema, example):
+    errors = sorted(validator(schema).iter_errors(example), key=str)
+    assert not errors, f"{name}: {errors[0].message}"
+
+
+def test_there_are_examples_for_every_body_kind():
+    names = " ".join(name for name, _, _ in examples())
+    for operation in ("put /tenants/{tenantId} request", "post /tenants/{tenantId}/availability 200",
+                      "post /tenants/{tenantId}/bookings 201", "post /tenants/{tenantId}/consent 201"):
+        assert operation in names
+
+
+def test_schemas_reject_what_the_contract_refuses():
+    booking = resolve({"$ref": "#/components/schemas/BookingInput"})
+    good = {"organizer": "a@x.example", "attendees": ["b@x.example"], "start": "2026-12-01T10:00:00-05:00",
+            "end": "2026-12-01T10:30:00-05:00", "subject": "s"}
+    assert validator(booking).is_valid(good)
+    for bad in ({**good, "subject": ""}, {**good, "attendees": []}, {**good, "start": "2026-12-01T10:00:00"},
+                {**good, "onlineMeeting": "yes"}, {**good, "extra": 1}):
+        assert not validator(booking).is_valid(bad)
+
+
+def test_the_document_is_served_by_the_app():
+    import azure.functions as func
+
+    import function_app
+    from shared.platform_routes import app_functions
+
+    handler = {f.get_function_name(): f.get_user_function() for f in app_functions(function_app.app)}["openapi"]
+    response = handler(func.HttpRequest(method="GET", url="http://127.0.0.1:7071/api/openapi.yaml", body=b""))
+    assert response.status_code == 200
+    assert response.mimetype == "application/yaml"
+    assert yaml.safe_load(response.get_body()) == DOCUMENT
