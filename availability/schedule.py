@@ -172,7 +172,7 @@ class ScheduleReader:
             else [organizer]
         failure: GraphError | None = None
         for path in candidates:
-            url = "/me/calendar/getSchedule" if token else f"/users/{quote(path)}/calendar/getSchedule"
+            url = "/me/calendar/getSchedule" if token else f"/users/{quote(path, safe='')}/calendar/getSchedule"
             try:
                 return self.graph.post(url, tenant_id=tenant_id, mailbox=path, json=body, retry=True, token=token,
                                        prefer=['outlook.timezone="UTC"']).body

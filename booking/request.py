@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ from shared.errors import InvalidRequest
 FIELDS = {"organizer", "attendees", "start", "end", "timeZone", "subject", "body", "onlineMeeting",
           "checkAvailability"}
 MAX_BODY_CHARS = 32_000
+MAX_LENGTH = timedelta(hours=24)  # a meeting, as availability's longest durationMinutes
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ def parse(body: dict[str, Any], *, default_time_zone: str, now: datetime) -> Boo
         raise InvalidRequest("attendees is required.", target="attendees")
     attendees = attendee_list(body["attendees"], organizer, minimum=1)
     start, end = window(body, now=now)
+    if end - start > MAX_LENGTH:
+        raise InvalidRequest("A booking may last at most 24 hours.", target="end")
     subject = v.string(body, "subject", required=True, min_length=1, max_length=255)
     text = v.string(body, "body", default="", max_length=MAX_BODY_CHARS)
     return BookingRequest(

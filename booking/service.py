@@ -123,7 +123,7 @@ class BookingService:
         return self.members.access_token(tenant.tenantId, organizer)
 
     def _events_path(self, tenant: Tenant, organizer: str) -> str:
-        return "/me/events" if tenant.mode == "delegated" else f"/users/{quote(organizer)}/events"
+        return "/me/events" if tenant.mode == "delegated" else f"/users/{quote(organizer, safe='')}/events"
 
     # -- create --------------------------------------------------------------------------------
 

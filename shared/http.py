@@ -46,7 +46,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(error: ServiceError) -> func.HttpResponse:
     body: dict[str, Any] = {"code": error.code, "message": error.message}
-    if error.target:
+    if error.target is not None:
         body["target"] = error.target
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
     return json_response({"error": body}, status=error.status, headers=headers)

@@ -89,6 +89,10 @@ def string(body: dict[str, Any], name: str, *, required: bool = False, default: 
         raise InvalidRequest(f"{name} must be {min_length}-{max_length} characters.", target=name)
     if any(ord(c) < 0x20 and c not in "\t\r\n" for c in value):
         raise InvalidRequest(f"{name} must not contain control characters.", target=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (\ud800-\udfff): not a Unicode character
+        raise InvalidRequest(f"{name} must be valid Unicode text.", target=name) from None
     return value
 
 
@@ -116,4 +120,4 @@ def integer(body: dict[str, Any], name: str, *, default: int | None, low: int, h
 def only_fields(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise InvalidRequest(f"Unknown field {unknown[0]}.", target=unknown[0])
+        raise InvalidRequest(f"Unknown field {unknown[0]!r}.", target=unknown[0])
