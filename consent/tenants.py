@@ -16,7 +16,7 @@ from shared.errors import (
     WrongMode,
 )
 from shared.members import MemberTokens
-from shared.storage import ConnectedUser, Repositories, Tenant, utcnow
+from shared.storage import ConnectedUser, Repositories, Tenant, backoff, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class TenantService:
                 raise WrongMode("securityGroupId applies to domain-wide tenants only.", target="securityGroupId")
 
         now = utcnow()
-        for _ in range(5):
+        for _ in range(20):
             current = self.repos.tenant(tenant_id)
             if current is None:
                 tenant = Tenant(tenantId=tenant_id, organizationId=organization_id, organizationName=name or "",
@@ -105,6 +105,7 @@ class TenantService:
             try:
                 self.repos.store.update(current)
             except ConcurrencyConflict:
+                backoff()
                 continue
             return tenant_view(current, list(self.repos.users(tenant_id))), False
         raise ConcurrencyConflict("the tenant kept changing")

@@ -132,6 +132,9 @@ class MemberTokens:
 
     def _disconnect_user(self, user: ConnectedUser) -> None:
         name = user.secretName
+        if name:
+            # The token first: if Key Vault is down, nothing has changed and the caller retries.
+            self.forget_secret(user.tenantId, name)
 
         def clear(current: ConnectedUser) -> ConnectedUser | None:
             if current.status == "not_connected" and current.secretName is None:
@@ -141,8 +144,6 @@ class MemberTokens:
             return current
 
         self.repos.store.modify(ConnectedUser, user.tenantId, user.row_key, clear)
-        if name:
-            self.forget_secret(user.tenantId, name)
 
     def disconnect_tenant(self, tenant_id: str) -> int:
         """Delete every stored token of the tenant (found through the index); returns how many."""

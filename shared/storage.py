@@ -16,7 +16,9 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +56,11 @@ def decode_key(key: str) -> str:
             out.append(key[index])
             index += 1
     return "".join(out)
+
+
+def backoff() -> None:
+    """A short random pause after a lost ETag race, so racing writers spread out."""
+    time.sleep(random.uniform(0.005, 0.05))  # noqa: S311 - jitter, not security
 
 
 def utcnow() -> datetime:
@@ -438,7 +445,7 @@ class TableStore:
             raise
 
     def modify(self, cls: type[R], partition_key: str, row_key: str,
-               change: Callable[[R], R | None], *, attempts: int = 5) -> R | None:
+               change: Callable[[R], R | None], *, attempts: int = 10) -> R | None:
         """Read, apply `change`, write back with the ETag; on a lost race, re-read and retry.
         `change` returns the new record, or None to leave the row as it is. A missing row: None."""
         for _ in range(attempts):
@@ -454,6 +461,7 @@ class TableStore:
                 return self.update(changed)
             except ConcurrencyConflict:
                 log.info("%s row changed while being updated; retrying", cls.TABLE)
+                backoff()
         raise ConcurrencyConflict(f"{cls.TABLE} row kept changing; gave up after {attempts} attempts")
 
 

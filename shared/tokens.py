@@ -136,12 +136,19 @@ class TokenProvider:
 
     def _call(self, tenant_id: str, operation: Any) -> dict[str, Any]:
         """Run one MSAL operation; on a credential error, re-read the credential once and retry."""
+        import msal
+        import requests
+
         for attempt in (1, 2):
             try:
                 result = operation(self._app(tenant_id))
             except ValueError as error:
                 # MSAL raises ValueError for a bad authority / discovery answer.
                 raise IdentityError("authority_unavailable") from error
+            except (msal.exceptions.MsalServiceError, requests.RequestException) as error:
+                # A 5xx from the token endpoint, or no answer at all: passing, worth a retry later.
+                log.warning("identity platform unavailable: %s", type(error).__name__)
+                raise IdentityError("temporarily_unavailable") from None
             if result is None:
                 raise IdentityError("no_token")
             if "error" not in result:
