@@ -125,12 +125,15 @@ def app_env(azurite, sandbox, sandbox_env, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(scope="session")
-def host():
-    """The real FunctionApp served over HTTP by the local host, as `make run` serves it."""
+def host(azurite):
+    """The real FunctionApp served over HTTP by the local host, as `make run` serves it. Its queue
+    poller is bound at start to the test Azurite (never to a developer's running one)."""
     import function_app
     from devhost import LocalHost
 
-    instance = LocalHost(function_app.app, port=0).start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SERVICE_STORAGE", azurite.connection_string)
+        instance = LocalHost(function_app.app, port=0).start()
     yield instance
     instance.stop()
 
