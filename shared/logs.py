@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import time
 from collections.abc import Iterator
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -36,6 +37,24 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, request id, message (and the exception's
+    type and traceback when there is one). Messages are %-formatted by the caller's arguments
+    only; nothing else of a record is written."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+                 "level": record.levelname, "logger": record.name,
+                 "requestId": getattr(record, "request_id", _request_id.get()), "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+    converter = staticmethod(time.gmtime)
+
+
 def configure_logging(level: str) -> None:
     """Install the request-id filter on the root handlers; idempotent. The Functions worker owns
     the handlers on Azure, so this adds a filter and sets levels, and never replaces handlers."""
@@ -43,9 +62,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
     if not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+        handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     for handler in root.handlers:
         if not any(isinstance(f, RequestIdFilter) for f in handler.filters):

@@ -29,6 +29,21 @@ BASE_ENV = {
 for _name, _value in BASE_ENV.items():
     os.environ.setdefault(_name, _value)
 
+# Every log line the service writes during the whole suite, kept for tests/zz_after_all, which
+# checks that no token, code or secret ever reached one.
+SUITE_LOG = Path(os.environ.get("SUITE_LOG_DIR") or __import__("tempfile").mkdtemp(prefix="suite-log-")) / "suite.log"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import logging
+
+    from shared.logs import RequestIdFilter
+
+    handler = logging.FileHandler(SUITE_LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    logging.getLogger().addHandler(handler)
+
 
 def clear_caches() -> None:
     from shared import clients
