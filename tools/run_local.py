@@ -103,16 +103,30 @@ def main() -> int:
     return 0
 
 
+DEMO_TENANT = "9611863f-3d0e-49af-8fcb-1bf70cb3bd01"  # contoso.example in sandbox/seed.json
+
+
 def _print_try(settings: dict[str, str]) -> None:
     base = f"http://127.0.0.1:{HOST_PORT}/api"
     print(
         f"""
 The service is running.
-  health:        curl -s {base}/health
-  not a route:   curl -s {base}/nope
-  sandbox:       curl -s --cacert .local/sandbox/ca.pem https://127.0.0.1:{SANDBOX_PORT}/_sandbox/health
-  Graph calls:   curl -s --cacert .local/sandbox/ca.pem https://127.0.0.1:{SANDBOX_PORT}/_sandbox/requests
-  functions:     curl -s http://127.0.0.1:{HOST_PORT}/admin/functions
+  health:          curl -s {base}/health
+  API document:    curl -s {base}/openapi.yaml
+  functions:       curl -s http://127.0.0.1:{HOST_PORT}/admin/functions
+Connect the demo tenant (contoso.example, not consented yet):
+  curl -s -X PUT {base}/tenants/{DEMO_TENANT} -H 'Content-Type: application/json' \\
+       -d '{{"organizationId": "org-demo", "mode": "domain"}}'
+  curl -s -X POST {base}/tenants/{DEMO_TENANT}/consent -H 'Content-Type: application/json' \\
+       -d '{{"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"}}'
+  then open the redirectUrl in a browser that trusts .local/sandbox/ca.pem, pick ada@contoso.example,
+  click Accept, and find the tenant enabled: curl -s {base}/tenants/{DEMO_TENANT}
+Free time and a booking:
+  curl -s -X POST {base}/tenants/{DEMO_TENANT}/availability -H 'Content-Type: application/json' \\
+       -d '{{"organizer": "ada@contoso.example", "attendees": ["grace@contoso.example"],
+            "start": "2026-12-07T09:00:00-05:00", "end": "2026-12-07T17:00:00-05:00", "durationMinutes": 30}}'
+The sandbox (https://127.0.0.1:{SANDBOX_PORT}, CA .local/sandbox/ca.pem) logs every call:
+  curl -s --cacert .local/sandbox/ca.pem https://127.0.0.1:{SANDBOX_PORT}/_sandbox/requests
 Settings come from local.settings.json (app client id {settings.get("APP_CLIENT_ID")}).
 Ctrl-C stops everything.""",
         flush=True,
