@@ -4,10 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
+# The Bicep / shell checkers of tests/infra live in their own environment (their pins clash).
+INFRA_VENV := infra/.venv
+STAMP_INFRA := $(INFRA_VENV)/.installed
 
-.PHONY: setup browser run test lint bench clean
+.PHONY: setup browser infra-tools run test lint bench fuzz clean
 
-setup: $(STAMP_PY) $(STAMP_NODE)
+setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_INFRA)
 
 browser:
 	bash tools/ensure_chromium.sh
@@ -15,6 +18,13 @@ browser:
 $(STAMP_PY): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+infra-tools: $(STAMP_INFRA)
+
+$(STAMP_INFRA): infra/requirements.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements.txt
 	touch $@
 
 $(STAMP_NODE): package.json package-lock.json
@@ -33,12 +43,16 @@ lint: $(STAMP_PY)
 test: setup browser lint
 	$(PY) -m pytest
 
+fuzz: setup
+	FUZZ_EXAMPLES=1500 $(PY) -m pytest tests/fuzz -s
+
 bench: setup
 	$(PY) bench/import_time.py
 	$(PY) bench/sandbox_getschedule.py
 	$(PY) bench/availability.py
 	$(PY) bench/booking.py
 	$(PY) bench/background.py
+	$(PY) bench/load.py
 
 clean:
-	rm -rf $(VENV) node_modules .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .local .pytest_cache .ruff_cache

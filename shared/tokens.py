@@ -100,7 +100,8 @@ class TokenProvider:
     def _load_credential(self) -> AppCredential:
         if self._settings.app_credential_type == "certificate":
             return AppCredential(certificate_credential(self._secrets.get(self._settings.app_certificate_name)))
-        return AppCredential(self._secrets.get(self._settings.app_secret_name))
+        # A secret pasted with a trailing newline is a common slip; secrets never end in whitespace.
+        return AppCredential(self._secrets.get(self._settings.app_secret_name).strip())
 
     def _app(self, tenant_id: str) -> Any:
         app = self._apps.get(tenant_id)

@@ -1,0 +1,247 @@
+"""infra/deploy.sh: shell syntax and shellcheck, and its behaviour against a stand-in `az` that
+records every call: the order of the steps, --what-if changing nothing, publishing retried, the
+function key created once and rotated only on request, and no key value ever printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.infra.conftest import INFRA
+
+SCRIPT = INFRA / "deploy.sh"
+KEY_VALUE = "stub-function-key-value-never-printed"
+
+FAKE_AZ = textwrap.dedent(
+    """\
+    #!{python}
+    # A stand-in for the Azure CLI: records its arguments, answers like az would.
+    import json, os, sys, zipfile
+    args = sys.argv[1:]
+    state = os.environ["AZ_STUB_DIR"]
+    with open(os.path.join(state, "calls.jsonl"), "a") as log:
+        log.write(json.dumps(args) + "\\n")
+    words = [a for a in args if not a.startswith("-")]
+    def option(name):
+        return args[args.index(name) + 1] if name in args else None
+    quiet = option("--output") == "none" or option("-o") == "none"
+    if args[:1] == ["version"]:
+        print(os.environ.get("AZ_STUB_VERSION", "2.67.0"))
+    elif args[:2] == ["group", "exists"]:
+        print(os.environ.get("AZ_STUB_GROUP_EXISTS", "false"))
+    elif args[:3] == ["deployment", "group", "show"]:
+        outputs = {{
+            "functionAppName": "func-tenkc-cal-dev-abc123",
+            "functionUrl": "https://func-tenkc-cal-dev-abc123.azurewebsites.net",
+            "keyVaultName": "kvtenkccaldevabc123",
+            "consentRedirectUri": "https://func-tenkc-cal-dev-abc123.azurewebsites.net/api/consent/callback",
+        }}
+        print(outputs[option("--query").split(".")[2]])
+    elif args[:4] == ["functionapp", "deployment", "source", "config-zip"]:
+        counter = os.path.join(state, "publish-failures")
+        left = int(open(counter).read()) if os.path.exists(counter) else 0
+        if left > 0:
+            open(counter, "w").write(str(left - 1))
+            print("ERROR: 403 from storage", file=sys.stderr)
+            sys.exit(1)
+        with zipfile.ZipFile(option("--src")) as package:
+            open(os.path.join(state, "package.txt"), "w").write("\\n".join(package.namelist()))
+    elif args[:3] == ["functionapp", "keys", "list"]:
+        print("\\n".join(os.environ.get("AZ_STUB_KEYS", "default").split(",")))
+    elif args[:3] == ["functionapp", "keys", "set"]:
+        if not quiet:
+            print(json.dumps({{"name": option("--key-name"), "value": "{key}"}}))
+    """
+)
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    az = bin_dir / "az"
+    az.write_text(FAKE_AZ.format(python=sys.executable, key=KEY_VALUE))
+    az.chmod(0o755)
+    for name in ("sleep", "curl"):  # no waiting, no network
+        tool = bin_dir / name
+        tool.write_text("#!/bin/sh\nexit 0\n")
+        tool.chmod(0o755)
+    params = tmp_path / "test.json"
+    document = json.loads((INFRA / "parameters" / "dev.json").read_text())
+    document["parameters"]["appClientId"]["value"] = "11111111-2222-3333-4444-555555555555"
+    document["parameters"]["allowedReturnOrigins"]["value"] = "https://app.10kc.example"
+    params.write_text(json.dumps(document))
+    state = tmp_path / "state"
+    state.mkdir()
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "AZ_STUB_DIR": str(state),
+        "PARAMS": str(params),
+        "HOME": str(tmp_path),
+    }
+
+
+def deploy(stub: dict[str, str], *args: str, **env: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+    environment = {**os.environ, **stub, **env}
+    result = subprocess.run(
+        ["bash", str(SCRIPT), *args], env=environment, capture_output=True, text=True, check=False, timeout=120,
+    )
+    log = Path(stub["AZ_STUB_DIR"]) / "calls.jsonl"
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result, calls
+
+
+def commands(calls: list[list[str]]) -> list[str]:
+    """Each call's command words: what comes before its first option."""
+    named = []
+    for call in calls:
+        words = []
+        for word in call:
+            if word.startswith("-"):
+                break
+            words.append(word)
+        named.append(" ".join(words))
+    return named
+
+
+def option(call: list[str], name: str) -> str:
+    return call[call.index(name) + 1]
+
+
+BASE = ("--env", "dev", "--resource-group", "rg-tenkc-dev", "--location", "westeurope")
+
+
+def test_bash_syntax():
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+
+
+def test_shellcheck(tools_bin):
+    result = subprocess.run([str(tools_bin / "shellcheck"), str(SCRIPT)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_needs_environment_and_resource_group(stub):
+    result, calls = deploy(stub)
+    assert result.returncode == 2 and "Usage" in result.stderr
+    assert calls == []
+
+
+def test_refuses_parameters_still_to_fill_in(stub):
+    result, calls = deploy(stub, *BASE)  # the committed dev.json has REPLACE-ME values
+    assert result.returncode == 1
+    assert "REPLACE-ME" in result.stderr
+    assert calls == []
+
+
+def test_refuses_an_old_azure_cli(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], AZ_STUB_VERSION="2.59.1")
+    assert result.returncode == 1 and "2.60" in result.stderr
+    assert "functionapp" not in " ".join(commands(calls))
+
+
+def test_a_first_deployment_runs_every_step_in_order(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--app-version", "1.2.3",
+                           AZ_STUB_GROUP_EXISTS="false", AZ_STUB_KEYS="default")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    order = ["group create", "deployment group create", "deployment group show",
+             "functionapp deployment source config-zip", "functionapp keys list", "functionapp keys set"]
+    positions = [steps.index(step) for step in order]
+    assert positions == sorted(positions), steps
+
+    create = calls[steps.index("group create")]
+    assert option(create, "--location") == "westeurope"
+    deployment = calls[steps.index("deployment group create")]
+    assert option(deployment, "--template-file") == str(INFRA / "main.bicep")
+    assert f"@{stub['PARAMS']}" in deployment and "appVersion=1.2.3" in deployment
+    assert option(deployment, "--name") == "tenkc-dev"
+
+    publish = calls[steps.index("functionapp deployment source config-zip")]
+    assert option(publish, "--build-remote") == "true"
+    assert option(publish, "--name") == "func-tenkc-cal-dev-abc123"
+    packaged = (Path(stub["AZ_STUB_DIR"]) / "package.txt").read_text().splitlines()
+    assert "function_app.py" in packaged and "host.json" in packaged
+
+    key = calls[steps.index("functionapp keys set")]
+    assert option(key, "--key-type") == "functionKeys" and option(key, "--key-name") == "tenkc-web"
+    assert "--key-value" not in key
+
+    assert "https://func-tenkc-cal-dev-abc123.azurewebsites.net/api/consent/callback" in result.stdout
+    assert KEY_VALUE not in result.stdout + result.stderr
+
+
+def test_a_second_run_leaves_the_key_and_the_group_alone(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"],
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    assert "group create" not in steps
+    assert "functionapp keys set" not in steps
+    assert "deployment group create" in steps and "functionapp deployment source config-zip" in steps
+    assert "tenkc-web exists" in result.stderr
+
+
+def test_rotate_key_sets_a_new_value_without_printing_it(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--rotate-key",
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web")
+    assert result.returncode == 0, result.stderr
+    assert "functionapp keys set" in commands(calls)
+    assert KEY_VALUE not in result.stdout + result.stderr
+
+
+def test_what_if_changes_nothing(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--what-if", AZ_STUB_GROUP_EXISTS="true")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    assert "deployment group what-if" in steps
+    changing = ("group create", "deployment group create", "functionapp deployment source config-zip",
+                "functionapp keys set")
+    assert not [step for step in steps if step in changing]
+
+
+def test_publishing_is_retried_while_the_new_role_propagates(stub):
+    (Path(stub["AZ_STUB_DIR"]) / "publish-failures").write_text("2")
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], AZ_STUB_GROUP_EXISTS="true")
+    assert result.returncode == 0, result.stderr
+    assert commands(calls).count("functionapp deployment source config-zip") == 3
+
+
+def test_code_only_skips_the_bicep(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--code-only",
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    assert "deployment group create" not in steps
+    assert "functionapp deployment source config-zip" in steps
+
+
+def test_infra_only_publishes_nothing(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--infra-only",
+                           AZ_STUB_GROUP_EXISTS="true")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    assert "deployment group create" in steps
+    assert not [step for step in steps if step.startswith("functionapp")]
+
+
+def test_the_package_holds_the_app_and_nothing_local(tmp_path):
+    package = tmp_path / "app.zip"
+    subprocess.run([sys.executable, str(INFRA / "package_app.py"), str(package)], check=True, capture_output=True)
+    names = zipfile.ZipFile(package).namelist()
+    assert {"function_app.py", "host.json", "requirements.txt", "shared/settings.py"} <= set(names)
+    top = {name.split("/")[0] for name in names}
+    assert not top & {"tests", "infra", "sandbox", "devhost", "bench", "tools", ".venv", "node_modules", ".local"}
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    assert not {"local.settings.json", "local.settings.sample.json", "requirements-dev.txt"} & set(names)
+
+
+def test_shellcheck_is_on_the_tools_path(tools_bin):
+    assert shutil.which("shellcheck", path=str(tools_bin))

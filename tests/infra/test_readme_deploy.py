@@ -1,0 +1,63 @@
+"""The README's "Deploy" section stays in step with infra/: the commands an operator needs are
+there, the Graph permission ids match the registration manifest, and every file it names exists."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.infra.conftest import INFRA, ROOT
+
+
+@pytest.fixture(scope="module")
+def deploy_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n## Deploy\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else len(readme)]
+
+
+@pytest.mark.parametrize(
+    "needed",
+    [
+        "az ad app create", "AzureADMultipleOrgs", "/api/consent/callback", "--web-redirect-uris",
+        "infra/deploy.sh", "--what-if", "az keyvault secret set", "az keyvault certificate create",
+        "az ad app credential reset", "--append", "az ad app credential delete", "az functionapp keys",
+        "x-functions-key", "setVerifiedPublisher", "New-ApplicationAccessPolicy", "Test-ApplicationAccessPolicy",
+        "New-ServicePrincipal", "New-ManagementScope", "New-ManagementRoleAssignment",
+        "Test-ServicePrincipalAuthorization", "az ad sp delete", "OPERATOR ALERT", "AZURE_CLIENT_ID",
+        "APP_CREDENTIAL_TYPE", "az keyvault recover",
+    ],
+)
+def test_the_section_gives_the_command(deploy_section, needed):
+    assert needed in deploy_section
+
+
+def test_permission_ids_match_the_manifest(deploy_section):
+    manifest = json.loads((INFRA / "app-registration" / "graph-permissions.json").read_text())
+    assert [entry["resourceAppId"] for entry in manifest] == ["00000003-0000-0000-c000-000000000000"]
+    accesses = {(a["id"], a["type"]) for a in manifest[0]["resourceAccess"]}
+    assert accesses == {
+        ("ef54d2bf-783f-4e0f-bca1-3210c0444d99", "Role"),  # Calendars.ReadWrite, application
+        ("1ec239c2-d7c9-4623-a91a-a9775856bb36", "Scope"),  # Calendars.ReadWrite, delegated
+        ("e1fe6dd8-ba31-4d61-89e7-88639da4683d", "Scope"),  # User.Read, delegated
+    }
+    for permission_id, _ in accesses:
+        assert permission_id in deploy_section
+
+
+def test_files_named_exist(deploy_section):
+    for path in set(re.findall(r"\binfra/[\w./-]+\w", deploy_section)):
+        if "<env>" in path:
+            continue
+        assert (ROOT / path).exists(), path
+
+
+def test_certificate_policy_is_pem_exportable_and_not_auto_renewed():
+    policy = json.loads((INFRA / "app-registration" / "certificate-policy.json").read_text())
+    assert policy["secretProperties"]["contentType"] == "application/x-pem-file"  # what the service parses
+    assert policy["keyProperties"]["exportable"] is True  # the secret must hold the private key
+    # A renewal nobody registers on the app registration would be refused by the identity platform.
+    assert all(action["action"]["actionType"] != "AutoRenew" for action in policy["lifetimeActions"])
