@@ -173,3 +173,24 @@ def test_identity_platform_throttling_during_a_token_request(service, sandbox):
     assert answer.json()["error"]["code"] == "upstream_error"
     time.sleep(1.2)  # MSAL itself holds back the same token request for Retry-After seconds
     healthy(service)
+
+
+def test_a_refresh_job_meeting_a_token_endpoint_outage_is_retried_and_loses_nothing(service, sandbox):
+    admin_consent(service, sandbox, DELEGATED, "ada@g.example", mode="delegated")
+    connect_member(service, sandbox, DELEGATED, "ada@g.example")
+    from consent.background import jobs_service
+    from shared.clients import repositories
+    from shared.storage import utcnow
+    from shared.tokens import IdentityError
+
+    user = repositories().user_by_email(DELEGATED, "ada@g.example")
+    job = json.dumps({"kind": "refresh_member", "tenantId": DELEGATED, "userId": user.userId,
+                      "enqueuedAt": utcnow().isoformat()})
+    fault(sandbox, path="/oauth2/v2.0/token$", status=504, retryAfter=1, count=1)
+    with pytest.raises(IdentityError):
+        jobs_service().run(job)  # raised: the queue delivers it again later
+    after = repositories().user(DELEGATED, user.userId)
+    assert (after.status, after.secretVersion) == ("connected", user.secretVersion)  # nothing half-done
+    time.sleep(1.2)  # MSAL holds back the same request briefly after a 5xx
+    assert jobs_service().run(job) == "refreshed"
+    assert repositories().user(DELEGATED, user.userId).secretVersion != user.secretVersion
