@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from functools import lru_cache
 
@@ -10,8 +9,7 @@ import azure.functions as func
 
 from consent import pages
 from shared import validation as v
-from shared.http import Handler, as_service_error, endpoint, json_body, json_response, request_id_of
-from shared.logs import request_context
+from shared.http import Handler, endpoint, json_body, json_response, wrap
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +33,15 @@ def consent_service():
     return ConsentService(get_settings(), repositories(), token_provider(), member_tokens())
 
 
+def _failure_page(error) -> func.HttpResponse:
+    return pages.page(error.status if error.status >= 500 else 502, "Something went wrong",
+                      "10KC could not complete this step; nothing was changed. Please try again from 10KC "
+                      "in a few minutes.")
+
+
 def page_endpoint(handler: Handler) -> Handler:
-    """`endpoint` for the browser routes: a request id, and an HTML page (not JSON) on failure."""
-
-    @functools.wraps(handler)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        request_id = request_id_of(req)
-        with request_context(request_id):
-            try:
-                response = handler(req)
-            except Exception as raised:
-                error = as_service_error(raised)
-                response = pages.page(error.status if error.status >= 500 else 502,
-                                      "Something went wrong",
-                                      "10KC could not complete this step; nothing was changed. Please try again "
-                                      "from 10KC in a few minutes.")
-            response.headers["x-request-id"] = request_id
-            return response
-
-    return wrapper
+    """`wrap` for the browser routes: a failure is an HTML page, not JSON."""
+    return wrap(handler, _failure_page)
 
 
 def _tenant_id(req: func.HttpRequest) -> str:

@@ -52,8 +52,9 @@ def error_response(error: ServiceError) -> func.HttpResponse:
     return json_response({"error": body}, status=error.status, headers=headers)
 
 
-def endpoint(handler: Handler) -> Handler:
-    """Request id, logging context and error mapping for one HTTP function."""
+def wrap(handler: Handler, render: Callable[[ServiceError], func.HttpResponse]) -> Handler:
+    """Request id, logging context and error mapping for one HTTP function; `render` turns the
+    error the caller should see into the answer (the JSON envelope, or an HTML page)."""
 
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
@@ -65,11 +66,16 @@ def endpoint(handler: Handler) -> Handler:
                 error = as_service_error(raised)
                 if error.status >= 500:
                     log.warning("request failed: %s %s", error.code, error.message)
-                response = error_response(error)
+                response = render(error)
             response.headers[REQUEST_ID_HEADER] = request_id
             return response
 
     return wrapper
+
+
+def endpoint(handler: Handler) -> Handler:
+    """`wrap` with the contract's JSON error envelope."""
+    return wrap(handler, error_response)
 
 
 def as_service_error(raised: Exception) -> ServiceError:

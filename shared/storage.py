@@ -121,9 +121,19 @@ def text_to_list(text: str) -> list[str]:
 
 
 @dataclass
-class Tenant(Record):
-    TABLE: ClassVar[str] = "tenants"
+class TenantRecord(Record):
+    """A row in its tenant's partition: everything of a tenant is read and written together."""
+
     tenantId: str
+
+    @property
+    def partition_key(self) -> str:
+        return self.tenantId
+
+
+@dataclass
+class Tenant(TenantRecord):
+    TABLE: ClassVar[str] = "tenants"
     organizationId: str
     organizationName: str
     mode: str  # domain | delegated
@@ -133,10 +143,6 @@ class Tenant(Record):
     consentedAt: datetime | None = None
     createdAt: datetime | None = None
     updatedAt: datetime | None = None
-
-    @property
-    def partition_key(self) -> str:
-        return self.tenantId
 
     @property
     def row_key(self) -> str:
@@ -189,12 +195,11 @@ class ConsentState(Record):
 
 
 @dataclass
-class ConnectedUser(Record):
+class ConnectedUser(TenantRecord):
     """A delegated member's calendar connection. The refresh token itself is in Key Vault; the
     row names the secret and the version that is current."""
 
     TABLE: ClassVar[str] = "users"
-    tenantId: str
     userId: str  # the Entra object id (oid) from the ID token
     email: str
     status: str = "connected"  # connected | needs_reconnect | not_connected
@@ -205,18 +210,13 @@ class ConnectedUser(Record):
     refreshDueAt: datetime | None = None
 
     @property
-    def partition_key(self) -> str:
-        return self.tenantId
-
-    @property
     def row_key(self) -> str:
         return "user:" + encode_key(self.userId.lower())
 
 
 @dataclass
-class Booking(Record):
+class Booking(TenantRecord):
     TABLE: ClassVar[str] = "bookings"
-    tenantId: str
     bookingId: str
     organizer: str
     attendees: list[str]
@@ -233,18 +233,13 @@ class Booking(Record):
     updatedAt: datetime | None = None
 
     @property
-    def partition_key(self) -> str:
-        return self.tenantId
-
-    @property
     def row_key(self) -> str:
         return encode_key(self.bookingId)
 
 
 @dataclass
-class IdempotencyRecord(Record):
+class IdempotencyRecord(TenantRecord):
     TABLE: ClassVar[str] = "idempotency"
-    tenantId: str
     key: str
     requestHash: str
     state: str = "in_progress"  # in_progress | completed
@@ -254,27 +249,18 @@ class IdempotencyRecord(Record):
     createdAt: datetime | None = None
 
     @property
-    def partition_key(self) -> str:
-        return self.tenantId
-
-    @property
     def row_key(self) -> str:
         return encode_key(self.key)
 
 
 @dataclass
-class Lease(Record):
+class Lease(TenantRecord):
     """A short lock on a name within a tenant (one organizer's bookings run one at a time)."""
 
     TABLE: ClassVar[str] = "leases"
-    tenantId: str
     name: str
     holder: str | None = None
     expiresAt: datetime | None = None
-
-    @property
-    def partition_key(self) -> str:
-        return self.tenantId
 
     @property
     def row_key(self) -> str:
@@ -282,21 +268,16 @@ class Lease(Record):
 
 
 @dataclass
-class SecretRef(Record):
+class SecretRef(TenantRecord):
     """One Key Vault secret that holds something of a tenant, so a tenant's secrets are found
     from the table (never by listing the vault) and deleted when the tenant disconnects."""
 
     TABLE: ClassVar[str] = "secretindex"
-    tenantId: str
     secretName: str
     kind: str  # refresh_token
     subjectId: str | None = None  # the member's oid, for refresh tokens
     createdAt: datetime | None = None
     deletedAt: datetime | None = None
-
-    @property
-    def partition_key(self) -> str:
-        return self.tenantId
 
     @property
     def row_key(self) -> str:
