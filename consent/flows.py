@@ -9,8 +9,9 @@ Security, in order of the callback's checks:
 - The tenant Microsoft names (admin consent) or the ID token's `tid` (a member) must be the
   tenant the request was for; a domain-wide consent is proved by an app-only token whose
   `roles` hold the calendar permission before the tenant is `enabled`.
-- The request is claimed with an ETag before any effect, and released again if the callback
-  fails, so a failed callback changes nothing and only one callback can succeed.
+- The request is claimed with an ETag by the first callback with a valid state, so only one
+  callback can ever act on it; a callback that fails changes nothing else (no tenant status, no
+  token), and the admin starts again from 10KC.
 - Pages carry our own sentences and at most Microsoft's AADSTS code, never its text; no token,
   code or state reaches a log line or a page.
 """
@@ -166,6 +167,10 @@ class ConsentService:
             return pages.forged_state()
         if request.usedAt is not None or request.expiresAt <= self.clock():
             return pages.expired(request.returnUrl)
+        # The first callback with a valid state uses the request up, whatever Microsoft answered:
+        # a declined or failed consent starts again from 10KC with a new link.
+        if not self._claim(request):
+            return pages.expired(request.returnUrl)
         organization, back = tenant.organizationName, request.returnUrl
 
         error = params.get("error")
@@ -175,20 +180,9 @@ class ConsentService:
             if error in DECLINED_ERRORS:
                 return pages.declined(organization, back, code)
             return pages.upstream_failed(organization, back, code)
-
-        if not self._claim(request):
-            return pages.expired(back)
-        try:
-            if request.kind == "admin":
-                response = self._admin_consented(tenant, request, params)
-            else:
-                response = self._member_connected(tenant, request, record, params)
-        except Exception:
-            self._release(request)
-            raise
-        if response.status_code != 200:
-            self._release(request)
-        return response
+        if request.kind == "admin":
+            return self._admin_consented(tenant, request, params)
+        return self._member_connected(tenant, request, record, params)
 
     def _aadsts(self, description: str | None) -> str | None:
         found = _AADSTS.search(description or "")
@@ -201,16 +195,6 @@ class ConsentService:
         except ConcurrencyConflict:
             return False
         return True
-
-    def _release(self, request: ConsentRequest) -> None:
-        def unclaim(current: ConsentRequest) -> ConsentRequest:
-            current.usedAt = None
-            return current
-
-        try:
-            self.repos.store.modify(ConsentRequest, request.partition_key, request.row_key, unclaim)
-        except Exception:  # the request then stays used: the admin starts again from 10KC
-            log.exception("could not release a consent request after a failed callback")
 
     def _admin_consented(self, tenant: Tenant, request: ConsentRequest, params: dict[str, str]) -> func.HttpResponse:
         named = (params.get("tenant") or "").strip().lower()
