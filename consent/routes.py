@@ -70,7 +70,9 @@ def tenant(req: func.HttpRequest) -> func.HttpResponse:
 def tenant_member(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = _tenant_id(req)
     user_id = req.route_params.get("userId", "")
-    user_id = v.email(user_id, "userId") if "@" in user_id else v.plain_id(user_id, "userId")
+    user_id = v.plain_id(user_id, "userId")  # the contract's id rule, before any storage call
+    if "@" in user_id:
+        user_id = v.email(user_id, "userId")
     if req.method == "DELETE":
         tenant_service().disconnect_member(tenant_id, user_id)
         return func.HttpResponse(status_code=204)
