@@ -4,6 +4,8 @@
 #   2. the code: a zip of the repository published with a remote build (Flex Consumption installs
 #      requirements.txt itself),
 #   3. the web app's function key (az functionapp keys), created once, rotated only when asked.
+# --what-if runs az deployment group what-if (validation and the list of changes) and changes
+# nothing; it needs the resource group to exist (--create-group creates it, empty, first).
 # Idempotent: run it again after any change; what exists and is right is left alone.
 # Prints names and URLs only, never a key or a secret. See the README, "Deploy".
 set -euo pipefail
@@ -18,14 +20,21 @@ Usage: infra/deploy.sh --env NAME --resource-group NAME [options]
   --resource-group NAME    the resource group to deploy into (created when missing)
   --location REGION        region of the resource group, needed only when it does not exist yet
   --subscription ID        subscription (default: the Azure CLI's current one)
-  --parameters-file PATH   another parameters file instead of infra/parameters/NAME.json
-  --what-if                show what the Bicep deployment would change, change nothing, stop
+  --parameters-file PATH   another parameters file instead of infra/parameters/NAME.json; its
+                           environmentName must equal --env
+  --what-if                validate the Bicep and show what the deployment would change, change
+                           nothing, stop; the resource group must exist (see --create-group)
+  --create-group           with --what-if: create the resource group first when it is missing
+                           (an empty group, needs --location; nothing else is created)
   --infra-only             deploy the infrastructure only (no code, no key)
   --code-only              publish the code only (the infrastructure must exist; APP_VERSION
                            keeps the value of the last full deployment)
-  --key-name NAME          name of the web app's function key (default: tenkc-web)
+  --key-name NAME          the web app's function key (default: the one existing key named
+                           tenkc-web or tenkc-web-*, else a new tenkc-web)
   --rotate-key             give that key a new value; the old value stops working at once
-  --app-version VERSION    APP_VERSION (default: `git describe` of this checkout)
+                           (not with --infra-only or --what-if)
+  --app-version VERSION    APP_VERSION (default: `git describe` of this checkout; outside a git
+                           checkout the Bicep's default, 0.1.0)
   -h, --help               this help
 EOF
 }
@@ -45,9 +54,13 @@ location=""
 subscription=""
 params_file=""
 what_if=0
+create_group=0
 do_infra=1
 do_code=1
-key_name="tenkc-web"
+# The web app's key: --key-name, or else the one existing key named tenkc-web or tenkc-web-<any>
+# (a key rotated under a new name is found again), or else a new key tenkc-web.
+default_key_name="tenkc-web"
+key_name=""
 rotate_key=0
 app_version=""
 
@@ -59,6 +72,7 @@ while [[ $# -gt 0 ]]; do
     --subscription) subscription="${2:?--subscription needs a value}"; shift 2 ;;
     --parameters-file) params_file="${2:?--parameters-file needs a value}"; shift 2 ;;
     --what-if) what_if=1; shift ;;
+    --create-group) create_group=1; shift ;;
     --infra-only) do_code=0; shift ;;
     --code-only) do_infra=0; shift ;;
     --key-name) key_name="${2:?--key-name needs a value}"; shift 2 ;;
@@ -76,16 +90,39 @@ fi
 if [[ $do_infra -eq 0 && $do_code -eq 0 ]]; then
   die "--infra-only and --code-only exclude each other"
 fi
-[[ "$key_name" =~ ^[A-Za-z0-9_-]+$ ]] || die "--key-name: letters, digits, - and _ only"
+if [[ $rotate_key -eq 1 && $do_code -eq 0 ]]; then
+  die "--rotate-key with --infra-only: the function key is handled only in the code step; use --code-only --rotate-key (publishes the code again, leaves the infrastructure alone) or no step option"
+fi
+if [[ $what_if -eq 1 && $rotate_key -eq 1 ]]; then
+  die "--what-if changes nothing, so it cannot --rotate-key; run them separately"
+fi
+if [[ $what_if -eq 1 && $do_infra -eq 0 ]]; then
+  die "--what-if shows the infrastructure's changes, which --code-only skips; drop one of them"
+fi
+if [[ -n "$key_name" && ! "$key_name" =~ ^[A-Za-z0-9_-]+$ ]]; then
+  die "--key-name: letters, digits, - and _ only"
+fi
+
+command -v python3 >/dev/null 2>&1 || die "python3 is needed (to read the parameters file and build the package)"
 
 params_file="${params_file:-$here/parameters/$env_name.json}"
 [[ -f "$params_file" ]] || die "no parameters file $params_file"
 if grep -q 'REPLACE-ME' "$params_file"; then
   die "fill in the REPLACE-ME values of $params_file first (README, \"Deploy\")"
 fi
+file_env="$(python3 - "$params_file" <<'PY'
+import json, sys
+try:
+    print(json.load(open(sys.argv[1]))["parameters"]["environmentName"]["value"])
+except (OSError, ValueError, KeyError, TypeError):
+    sys.exit(1)
+PY
+)" || die "$params_file is not a parameters file with parameters.environmentName.value"
+if [[ "$file_env" != "$env_name" ]]; then
+  die "--env $env_name, but $params_file is for environment \"$file_env\" (its environmentName): give the --env and the parameters file of the same environment"
+fi
 
 command -v az >/dev/null 2>&1 || die "the Azure CLI (az) is not installed: https://learn.microsoft.com/cli/azure/install-azure-cli"
-command -v python3 >/dev/null 2>&1 || die "python3 is needed to build the package"
 
 az_common=()
 if [[ -n "$subscription" ]]; then
@@ -104,6 +141,9 @@ PY
 
 if [[ -z "$app_version" ]]; then
   app_version="$(git -C "$here/.." describe --tags --always --dirty 2>/dev/null || true)"
+  if [[ -z "$app_version" && $do_infra -eq 1 ]]; then
+    note "not a git checkout: APP_VERSION stays the Bicep's default 0.1.0 (give --app-version to set it)"
+  fi
 fi
 
 deployment_name="tenkc-$env_name"
@@ -119,22 +159,28 @@ fi
 
 group_exists="$(az group exists --name "$resource_group" --output tsv "${az_common[@]}")"
 
+create_resource_group() {
+  [[ -n "$location" ]] || die "resource group $resource_group does not exist: give --location to create it"
+  note "creating resource group $resource_group in $location"
+  az group create --name "$resource_group" --location "$location" \
+    --tags service=tenkc-cal "environment=$env_name" --output none "${az_common[@]}"
+}
+
 if [[ $what_if -eq 1 ]]; then
   if [[ "$group_exists" != "true" ]]; then
-    note "resource group $resource_group does not exist: every resource would be created"
-    exit 0
+    if [[ $create_group -eq 0 ]]; then
+      die "resource group $resource_group does not exist, and what-if (which also validates the template) runs only against an existing group. Add --create-group (with --location) to create the empty group first: it holds nothing and costs nothing; or create it yourself with az group create"
+    fi
+    create_resource_group
   fi
-  note "what-if of $deployment_name in $resource_group (nothing is changed)"
+  note "what-if of $deployment_name in $resource_group: validates the template and lists the changes (nothing is changed)"
   az deployment group what-if "${deploy_args[@]}" "${az_common[@]}"
   exit 0
 fi
 
 if [[ $do_infra -eq 1 ]]; then
   if [[ "$group_exists" != "true" ]]; then
-    [[ -n "$location" ]] || die "resource group $resource_group does not exist: give --location to create it"
-    note "creating resource group $resource_group in $location"
-    az group create --name "$resource_group" --location "$location" \
-      --tags service=tenkc-cal "environment=$env_name" --output none "${az_common[@]}"
+    create_resource_group
   fi
   note "deploying infra/main.bicep as $deployment_name (a few minutes the first time)"
   az deployment group create "${deploy_args[@]}" --output none "${az_common[@]}"
@@ -149,6 +195,7 @@ output() {
 
 app_name="$(output functionAppName)"
 function_url="$(output functionUrl)"
+public_base_url="$(output publicBaseUrl)"
 vault_name="$(output keyVaultName)"
 redirect_uri="$(output consentRedirectUri)"
 [[ -n "$app_name" ]] || die "deployment $deployment_name in $resource_group has no outputs: deploy the infrastructure first"
@@ -183,13 +230,28 @@ if [[ $do_code -eq 1 ]]; then
     [[ $attempt -lt 12 ]] || die "the Functions host of $app_name does not answer the keys API; look at Application Insights"
     sleep 15
   done
-  if grep -qxF "$key_name" <<<"$key_names" && [[ $rotate_key -eq 0 ]]; then
+  # The web app's key(s) among the existing names: the one named by --key-name, or else every
+  # tenkc-web / tenkc-web-<suffix> (two of them: a rotation by new name not finished yet).
+  if [[ -n "$key_name" ]]; then
+    web_keys="$(grep -xF "$key_name" <<<"$key_names" || true)"
+  else
+    web_keys="$(grep -E "^${default_key_name}(-[A-Za-z0-9_-]+)?\$" <<<"$key_names" || true)"
+  fi
+  web_key_count="$(grep -c . <<<"$web_keys" || true)"
+  web_keys_listed="$(paste -sd ' ' - <<<"$web_keys")"
+  if [[ "$web_key_count" -gt 1 ]]; then
+    [[ $rotate_key -eq 0 ]] || die "several web app keys exist ($web_keys_listed): give --key-name with the one to rotate"
+    note "several web app keys exist ($web_keys_listed), a rotation not finished: all unchanged; delete the one the web app no longer uses (README, \"Deploy\", step 6)"
+    key_name=""
+  elif [[ "$web_key_count" -eq 1 && $rotate_key -eq 0 ]]; then
+    key_name="$web_keys"
     note "function key $key_name exists: unchanged (--rotate-key gives it a new value)"
   else
+    key_name="${web_keys:-${key_name:-$default_key_name}}"
     # No --key-value: the platform generates the value. Its output (the value) is discarded.
     az functionapp keys set --resource-group "$resource_group" --name "$app_name" \
       --key-type functionKeys --key-name "$key_name" --output none "${az_common[@]}"
-    if [[ $rotate_key -eq 1 ]]; then
+    if [[ "$web_key_count" -eq 1 ]]; then
       note "function key $key_name has a new value: update the web app now"
     else
       note "function key $key_name created"
@@ -215,13 +277,23 @@ fi
 
 cat <<EOF
 
-Environment $env_name in resource group $resource_group
+Environment $env_name in resource group $resource_group (deployment $deployment_name)
   Function App       $app_name
   Function URL       $function_url
+  API base URL       $public_base_url/api
+                     (what the 10KC web app calls: PUBLIC_BASE_URL + /api)
   Key Vault          $vault_name
   Redirect URI       $redirect_uri
                      (the app registration's Web redirect URI; README "Deploy", step 4)
+EOF
+if [[ $do_code -eq 1 && -n "$key_name" ]]; then
+  cat <<EOF
   Web app key        function key "$key_name" (send it as x-functions-key); read it with
                      az functionapp keys list -g $resource_group -n $app_name --query 'functionKeys."$key_name"' -o tsv
                      and keep it in the web app's own secret store, never in a file or a log.
 EOF
+elif [[ $do_code -eq 1 ]]; then
+  cat <<EOF
+  Web app keys       function keys $web_keys_listed: finish the rotation (README "Deploy", step 6)
+EOF
+fi

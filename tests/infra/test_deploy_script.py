@@ -1,6 +1,8 @@
 """infra/deploy.sh: shell syntax and shellcheck, and its behaviour against a stand-in `az` that
-records every call: the order of the steps, --what-if changing nothing, publishing retried, the
-function key created once and rotated only on request, and no key value ever printed."""
+records every call: the order of the steps, --what-if changing nothing (and refusing a missing
+group unless --create-group), publishing retried, the function key created once, found again
+under a rotated name and rotated only on request, options that exclude each other, --env checked
+against the parameters file, and no key value ever printed."""
 
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ FAKE_AZ = textwrap.dedent(
         outputs = {{
             "functionAppName": "func-tenkc-cal-dev-abc123",
             "functionUrl": "https://func-tenkc-cal-dev-abc123.azurewebsites.net",
+            "publicBaseUrl": "https://func-tenkc-cal-dev-abc123.azurewebsites.net",
             "keyVaultName": "kvtenkccaldevabc123",
             "consentRedirectUri": "https://func-tenkc-cal-dev-abc123.azurewebsites.net/api/consent/callback",
         }}
@@ -175,6 +178,8 @@ def test_a_first_deployment_runs_every_step_in_order(stub):
     assert "--key-value" not in key
 
     assert "https://func-tenkc-cal-dev-abc123.azurewebsites.net/api/consent/callback" in result.stdout
+    assert "API base URL       https://func-tenkc-cal-dev-abc123.azurewebsites.net/api\n" in result.stdout
+    assert 'function key "tenkc-web"' in result.stdout
     assert KEY_VALUE not in result.stdout + result.stderr
 
 
@@ -197,14 +202,145 @@ def test_rotate_key_sets_a_new_value_without_printing_it(stub):
     assert KEY_VALUE not in result.stdout + result.stderr
 
 
+CHANGING = ("group create", "deployment group create", "functionapp deployment source config-zip",
+            "functionapp keys set")
+
+
 def test_what_if_changes_nothing(stub):
     result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--what-if", AZ_STUB_GROUP_EXISTS="true")
     assert result.returncode == 0, result.stderr
     steps = commands(calls)
     assert "deployment group what-if" in steps
-    changing = ("group create", "deployment group create", "functionapp deployment source config-zip",
-                "functionapp keys set")
-    assert not [step for step in steps if step in changing]
+    what_if = calls[steps.index("deployment group what-if")]
+    assert option(what_if, "--template-file") == str(INFRA / "main.bicep") and f"@{stub['PARAMS']}" in what_if
+    assert not [step for step in steps if step in CHANGING]
+
+
+def test_what_if_without_the_group_fails_and_offers_create_group(stub):
+    # Before: "every resource would be created" and exit 0, with the template never validated.
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--what-if", AZ_STUB_GROUP_EXISTS="false")
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr and "--create-group" in result.stderr
+    steps = commands(calls)
+    assert "deployment group what-if" not in steps
+    assert not [step for step in steps if step in CHANGING]
+
+
+def test_what_if_with_create_group_makes_the_empty_group_then_validates(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--what-if", "--create-group",
+                           AZ_STUB_GROUP_EXISTS="false")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    assert steps.index("group create") < steps.index("deployment group what-if")
+    assert option(calls[steps.index("group create")], "--location") == "westeurope"
+    assert not [step for step in steps if step in CHANGING and step != "group create"]
+
+
+def test_create_group_needs_a_location(stub):
+    result, calls = deploy(stub, "--env", "dev", "--resource-group", "rg-tenkc-dev", "--parameters-file",
+                           stub["PARAMS"], "--what-if", "--create-group", AZ_STUB_GROUP_EXISTS="false")
+    assert result.returncode == 1 and "--location" in result.stderr
+    assert not [step for step in commands(calls) if step in CHANGING or step == "deployment group what-if"]
+
+
+def test_create_group_leaves_an_existing_group_alone(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--what-if", "--create-group",
+                           AZ_STUB_GROUP_EXISTS="true")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    assert "group create" not in steps and "deployment group what-if" in steps
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--infra-only", "--rotate-key"), "--rotate-key with --infra-only"),
+        (("--what-if", "--rotate-key"), "--rotate-key"),
+        (("--what-if", "--code-only"), "--code-only"),
+        (("--infra-only", "--code-only"), "exclude each other"),
+    ],
+)
+def test_options_that_exclude_each_other_fail_before_any_call(stub, options, message):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], *options, AZ_STUB_GROUP_EXISTS="true")
+    assert result.returncode == 1 and message in result.stderr
+    assert calls == []
+
+
+def test_env_must_match_the_parameters_file(stub):
+    result, calls = deploy(stub, "--env", "prod", "--resource-group", "rg-tenkc-prod", "--parameters-file",
+                           stub["PARAMS"], AZ_STUB_GROUP_EXISTS="true")  # the file says environmentName dev
+    assert result.returncode == 1
+    assert "--env prod" in result.stderr and '"dev"' in result.stderr
+    assert calls == []
+
+
+def test_prod_refuses_to_run_until_the_operators_are_named():
+    values = json.loads((INFRA / "parameters" / "prod.json").read_text())["parameters"]
+    assert values["operatorPrincipalId"]["value"].startswith("REPLACE-ME")
+
+
+def test_a_key_rotated_under_a_new_name_is_reused_not_duplicated(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"],
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web-2")
+    assert result.returncode == 0, result.stderr
+    assert "functionapp keys set" not in commands(calls)
+    assert "tenkc-web-2 exists" in result.stderr
+    assert 'function key "tenkc-web-2"' in result.stdout
+
+
+def test_rotate_key_finds_the_renamed_key(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--rotate-key",
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web-2,other")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    assert steps.count("functionapp keys set") == 1
+    assert option(calls[steps.index("functionapp keys set")], "--key-name") == "tenkc-web-2"
+    assert KEY_VALUE not in result.stdout + result.stderr
+
+
+def test_two_web_keys_mid_rotation_are_left_alone(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"],
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web,tenkc-web-2")
+    assert result.returncode == 0, result.stderr
+    assert "functionapp keys set" not in commands(calls)
+    assert "several web app keys" in result.stderr and "tenkc-web tenkc-web-2" in result.stdout
+
+
+def test_rotating_with_two_web_keys_needs_a_key_name(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--rotate-key",
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web,tenkc-web-2")
+    assert result.returncode == 1 and "--key-name" in result.stderr
+    assert "functionapp keys set" not in commands(calls)
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--rotate-key", "--key-name", "tenkc-web",
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web,tenkc-web-2")
+    assert result.returncode == 0, result.stderr
+    sets = [call for call in calls if commands([call]) == ["functionapp keys set"]]
+    assert [option(call, "--key-name") for call in sets] == ["tenkc-web"]
+
+
+def test_an_explicit_key_name_is_created_when_missing(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--key-name", "web-b",
+                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web")
+    assert result.returncode == 0, result.stderr
+    steps = commands(calls)
+    assert option(calls[steps.index("functionapp keys set")], "--key-name") == "web-b"
+
+
+def test_outside_a_git_checkout_app_version_is_the_bicep_default(stub, tmp_path):
+    copy = tmp_path / "unpacked" / "infra"
+    copy.mkdir(parents=True)
+    shutil.copy(SCRIPT, copy / "deploy.sh")
+    environment = {**os.environ, **stub, "AZ_STUB_GROUP_EXISTS": "true", "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", str(copy / "deploy.sh"), *BASE, "--parameters-file", stub["PARAMS"], "--what-if"],
+        env=environment, capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "0.1.0" in result.stderr and "--app-version" in result.stderr
+    log = Path(stub["AZ_STUB_DIR"]) / "calls.jsonl"
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    what_if = calls[commands(calls).index("deployment group what-if")]
+    assert not [arg for arg in what_if if arg.startswith("appVersion=")]
 
 
 def test_publishing_is_retried_while_the_new_role_propagates(stub):

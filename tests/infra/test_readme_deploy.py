@@ -29,6 +29,18 @@ def deploy_section() -> str:
         "New-ServicePrincipal", "New-ManagementScope", "New-ManagementRoleAssignment",
         "Test-ServicePrincipalAuthorization", "az ad sp delete", "OPERATOR ALERT", "AZURE_CLIENT_ID",
         "APP_CREDENTIAL_TYPE", "az keyvault recover",
+        # a new subscription, what-if on a new environment, variables found again a year later
+        "az provider register --namespace Microsoft.Web", "az provider register --namespace Microsoft.ManagedIdentity",
+        "--create-group", "az deployment group show", "properties.outputs.keyVaultName.value",
+        "jq -r .parameters.appClientId.value", "az ad app list --display-name",
+        # both vault roles, the secret kept off disk and screen, its expiry
+        '--role "Key Vault Secrets Officer"', '--role "Key Vault Certificates Officer"',
+        "--file <(printf '%s' \"$secret\")", "unset secret", "--expires", "--end-date",
+        "az ad app credential list --id", "endDateTime",
+        # the credential actually checked, and the alert on it
+        "/admin/functions/token_refresh_timer", "az monitor scheduled-query create", "az monitor action-group create",
+        "securityGroupId", "outside_security_group", "Access to OData is disabled.",
+        "--rotate-key", "--app-version", "0.1.0",
     ],
 )
 def test_the_section_gives_the_command(deploy_section, needed):
@@ -61,3 +73,26 @@ def test_certificate_policy_is_pem_exportable_and_not_auto_renewed():
     assert policy["keyProperties"]["exportable"] is True  # the secret must hold the private key
     # A renewal nobody registers on the app registration would be refused by the identity platform.
     assert all(action["action"]["actionType"] != "AutoRenew" for action in policy["lifetimeActions"])
+
+
+def test_deploy_sh_names_the_outputs_the_section_reads(deploy_section):
+    """Every `properties.outputs.<name>` the README reads is an output of main.bicep, and the
+    deployment name it uses is the one deploy.sh gives."""
+    main = (INFRA / "main.bicep").read_text()
+    for name in set(re.findall(r"properties\.outputs\.(\w+)\.value", deploy_section)):
+        assert re.search(rf"^output {name} ", main, flags=re.MULTILINE), name
+    assert 'deployment_name="tenkc-$env_name"' in (INFRA / "deploy.sh").read_text()
+    assert '-n "tenkc-$ENV"' in deploy_section
+
+
+def test_one_display_name(deploy_section):
+    """Customers see the registration's name on the consent screen: "10KC Calendar" for prod."""
+    assert 'APP_NAME="10KC Calendar"' in deploy_section
+    assert 'APP_NAME="10KC Calendar ($ENV)"' in deploy_section
+    assert '--display-name "10KC Calendar ($ENV)"' not in deploy_section  # prod's name has no suffix
+
+
+def test_rbac_for_applications_is_marked_unsupported(deploy_section):
+    policy = deploy_section.index("New-ApplicationAccessPolicy")
+    unsupported = deploy_section.index("Not supported by this service yet")
+    assert policy < unsupported < deploy_section.index("New-ManagementRoleAssignment")
