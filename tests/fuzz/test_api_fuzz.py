@@ -147,5 +147,5 @@ def test_catch_all_answers_404_or_405_in_the_envelope(fuzz_stack, method, path):
 
 def test_the_fuzz_was_big_enough(fuzz_stack):
     """Ran after the others (file order): the CI-sized run sends a couple of thousand requests."""
-    assert sum(STATUSES.values()) >= min(1500, 12 * EXAMPLES), STATUSES
+    assert sum(STATUSES.values()) >= min(1200, 10 * EXAMPLES), STATUSES
     assert any(200 <= status < 300 for status in STATUSES), "some requests got through validation"
