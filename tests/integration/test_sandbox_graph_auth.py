@@ -16,7 +16,6 @@ Microsoft's answers these follow (see sandbox/graph/auth.py):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import msal
 import pytest
@@ -40,11 +39,8 @@ from tests.support.sandbox_graph import (
     app_token,
     delegated_token,
     error,
-    graph_seed,
     ok,
     raw_token,
-    restore_seed,
-    start_in_process,
     window,
 )
 
@@ -52,23 +48,6 @@ pytestmark = pytest.mark.integration
 
 EVENT = {"subject": "x", "start": {"dateTime": "2026-12-03T10:00:00", "timeZone": "UTC"},
          "end": {"dateTime": "2026-12-03T10:30:00", "timeZone": "UTC"}}
-
-
-@pytest.fixture(scope="module")
-def graph(sandbox: SandboxProcess) -> Iterator[Graph]:
-    """The session sandbox (a process) reset to the Graph seed; an app token from MSAL."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REQUESTS_CA_BUNDLE", str(sandbox.ca_bundle))
-        sandbox.reset(graph_seed())
-        yield Graph(sandbox.base_url, app_token(sandbox.base_url, FABRIKAM))
-        sandbox.reset(restore_seed())
-
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_in_process(tmp_path_factory.mktemp("graph-auth"))
-    yield running
-    running.stop()
 
 
 @pytest.fixture
@@ -200,7 +179,8 @@ def test_real_concurrency_stays_within_the_limit(local: RunningServer, local_gra
 
     def one(_: int) -> int:
         session = requests.Session()
-        session.trust_env, session.verify = False, local_graph.session.verify
+        session.trust_env = False  # REQUESTS_CA_BUNDLE (set machine-wide) would override verify
+        session.verify = str(local.sandbox.pki.ca_bundle_path)  # system CAs + the sandbox CA
         with session:
             graph = Graph(local_graph.base_url, local_graph.token, session)
             return graph.get(f"/users/{ANN['mail']}/events", params={"$top": "1"}).status_code

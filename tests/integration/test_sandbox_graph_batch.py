@@ -5,13 +5,10 @@ throttled on its own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
 
 from sandbox.server import RunningServer
-from sandbox.testing import SandboxProcess
 from tests.support.graph_schema import graph_schema
 from tests.support.sandbox_graph import (
     ANN,
@@ -20,13 +17,9 @@ from tests.support.sandbox_graph import (
     DAN,
     FABRIKAM,
     Graph,
-    app_token,
     error,
-    graph_seed,
     ok,
     raw_token,
-    restore_seed,
-    start_in_process,
 )
 
 pytestmark = pytest.mark.integration
@@ -34,15 +27,6 @@ pytestmark = pytest.mark.integration
 JSON = {"Content-Type": "application/json"}
 EVENT = {"subject": "Batched", "start": {"dateTime": "2026-12-04T10:00:00", "timeZone": "UTC"},
          "end": {"dateTime": "2026-12-04T10:30:00", "timeZone": "UTC"}}
-
-
-@pytest.fixture(scope="module")
-def graph(sandbox: SandboxProcess) -> Iterator[Graph]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REQUESTS_CA_BUNDLE", str(sandbox.ca_bundle))
-        sandbox.reset(graph_seed())
-        yield Graph(sandbox.base_url, app_token(sandbox.base_url, FABRIKAM))
-        sandbox.reset(restore_seed())
 
 
 def batch(graph: Graph, requests_: list[dict], types: dict[str, str] | None = None) -> dict[str, dict]:
@@ -126,13 +110,6 @@ def test_malformed_batches_are_400(graph: Graph) -> None:
     error(graph.post("/$batch", data="{", headers=JSON), 400, "BadRequest")
     error(graph.with_token(None).post("/$batch", json={"requests": [{"id": "1", **one}]}), 401,
           "InvalidAuthenticationToken")
-
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_in_process(tmp_path_factory.mktemp("graph-batch"))
-    yield running
-    running.stop()
 
 
 def test_a_throttled_inner_request_gets_its_own_429(local: RunningServer) -> None:

@@ -13,7 +13,6 @@ a meeting."), /graph/outlook-immutable-id (ids change on a move, immutable ones 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -29,14 +28,11 @@ from tests.support.sandbox_graph import (
     DAN,
     FABRIKAM,
     Graph,
-    app_token,
     delegated_token,
     error,
     graph_seed,
     ok,
     raw_token,
-    restore_seed,
-    start_in_process,
     window,
 )
 
@@ -65,19 +61,9 @@ def meeting(**extra: object) -> dict:
     return body
 
 
-@pytest.fixture(scope="module")
-def module_graph(sandbox: SandboxProcess) -> Iterator[Graph]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REQUESTS_CA_BUNDLE", str(sandbox.ca_bundle))
-        sandbox.reset(graph_seed())
-        yield Graph(sandbox.base_url, app_token(sandbox.base_url, FABRIKAM))
-        sandbox.reset(restore_seed())
-
-
-@pytest.fixture
-def graph(module_graph: Graph, sandbox: SandboxProcess) -> Graph:
+@pytest.fixture(autouse=True)
+def seeded_calendars(sandbox: SandboxProcess) -> None:
     sandbox.reset(graph_seed())  # every test starts from the seeded calendars
-    return module_graph
 
 
 def create(graph: Graph, body: dict, *, mailbox: str = ANN["mail"], headers: dict | None = None) -> dict:
@@ -319,13 +305,6 @@ def test_control_endpoint_lists_events_as_stored(graph: Graph) -> None:
 
 
 # -- in-process: other apps, delegated paths -------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_in_process(tmp_path_factory.mktemp("graph-events"))
-    yield running
-    running.stop()
-
 
 def local_client(local: RunningServer, token: str) -> Graph:
     session = requests.Session()

@@ -14,13 +14,10 @@ a tentative review 10:00-11:00, a free "Focus" 11:30-12:00 and is out of office 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
 
 from sandbox.server import RunningServer
-from sandbox.testing import SandboxProcess
 from tests.support.sandbox_graph import (
     ANN,
     BEN,
@@ -30,13 +27,9 @@ from tests.support.sandbox_graph import (
     EVE,
     FABRIKAM,
     Graph,
-    app_token,
     delegated_token,
     error,
-    graph_seed,
     ok,
-    restore_seed,
-    start_in_process,
     window,
 )
 
@@ -44,22 +37,6 @@ pytestmark = pytest.mark.integration
 
 PARIS_DAY = window("2026-12-01T08:00:00", "2026-12-01T18:00:00", "Romance Standard Time")
 SCHEDULE_PATH = f"/users/{ANN['mail']}/calendar/getSchedule"
-
-
-@pytest.fixture(scope="module")
-def graph(sandbox: SandboxProcess) -> Iterator[Graph]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REQUESTS_CA_BUNDLE", str(sandbox.ca_bundle))
-        sandbox.reset(graph_seed())
-        yield Graph(sandbox.base_url, app_token(sandbox.base_url, FABRIKAM))
-        sandbox.reset(restore_seed())
-
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_in_process(tmp_path_factory.mktemp("graph-schedule"))
-    yield running
-    running.stop()
 
 
 def as_user(local: RunningServer, user: dict) -> Graph:
