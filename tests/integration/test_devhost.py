@@ -24,26 +24,18 @@ from azure.storage.queue import QueueClient
 
 from devhost.host import LocalHost
 from tests.devhost_apps import jobs, minimal_app, sample_app
+from tools.procs import free_port
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
 # Azurite's well-known development account (public, documented by Microsoft).
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 WORK_QUEUE = "devhost-work"
 HOST_JSON = {
     "version": "2.0",
     "extensions": {"queues": {"batchSize": 4, "maxPollingInterval": "00:00:01",
                               "visibilityTimeout": "00:00:00", "maxDequeueCount": 3}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
@@ -57,35 +49,9 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 
 @pytest.fixture(scope="module")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh Azurite on free ports; yields the storage connection string."""
-    location = tmp_path_factory.mktemp("azurite")
-    blob, queue, table = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [str(AZURITE), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--location", str(location),
-         "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table),
-         "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", queue), timeout=0.2).close()
-        except OSError:
-            return process.poll() is not None  # stop waiting if it died
-        return True
-
-    try:
-        wait_for(listening, timeout=20)
-        assert process.poll() is None, "Azurite exited"
-        yield (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-               f"QueueEndpoint=http://127.0.0.1:{queue}/{DEV_ACCOUNT};")
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def azurite(azurite) -> str:
+    """The session's Azurite (tests/conftest.py), as the storage connection string."""
+    return azurite.connection_string
 
 
 def app_settings(connection: str) -> dict[str, str]:
