@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from availability.request import AvailabilityRequest
-from shared.graph import GraphClient
+from shared.graph import GraphClient, graph_time
 
 # Microsoft's emptySuggestionsReason (compared case-insensitively) as the contract's emptyReason.
 EMPTY_REASONS = {
@@ -25,12 +25,6 @@ EMPTY_REASONS = {
     "unknown": "no_common_time",
 }
 MAX_CANDIDATES = 1000
-
-
-def _utc(value: dict[str, Any]) -> datetime:
-    text = value["dateTime"]
-    parsed = datetime.fromisoformat(text[:26] if "." in text else text)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def on_grid(start: datetime, request: AvailabilityRequest) -> bool:
@@ -67,7 +61,9 @@ def find(graph: GraphClient, tenant_id: str, token: str, request: AvailabilityRe
         if organizer not in free_statuses or any(a not in free_statuses for a in availability):
             continue
         slot = suggestion.get("meetingTimeSlot") or {}
-        start, end = _utc(slot["start"]), _utc(slot["end"])
+        start, end = graph_time(slot.get("start")), graph_time(slot.get("end"))
+        if start is None or end is None:
+            continue
         if end - start < request.duration or not on_grid(start, request):
             continue
         if start < max(request.start, now) or start + request.duration > request.end:

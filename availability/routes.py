@@ -6,9 +6,7 @@ from functools import lru_cache
 
 import azure.functions as func
 
-from shared import validation as v
-from shared.errors import TenantNotFound
-from shared.http import endpoint, json_body, json_response
+from shared.http import endpoint, json_body, json_response, tenant_id_of
 
 bp = func.Blueprint()
 
@@ -25,11 +23,8 @@ def availability_service():
 @bp.route(route="tenants/{tenantId}/availability", methods=["POST"])
 @endpoint
 def availability(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = v.guid(req.route_params.get("tenantId", ""), "tenantId")
+    tenant_id = tenant_id_of(req)
     body = json_body(req)
     from shared.clients import repositories
 
-    tenant = repositories().tenant(tenant_id)
-    if tenant is None:
-        raise TenantNotFound("No tenant with this id is registered.", target="tenantId")
-    return json_response(availability_service().answer(tenant, body))
+    return json_response(availability_service().answer(repositories().require_tenant(tenant_id), body))

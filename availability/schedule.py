@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from availability.slots import Busy, Participant, WorkingHours
 from shared.errors import OutsideSecurityGroup
-from shared.graph import GraphClient, GraphError
+from shared.graph import GraphClient, GraphError, graph_time
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,6 @@ def working_hours(raw: dict[str, Any] | None) -> WorkingHours | None:
     if zone is None or start is None or end is None or not days:
         return None
     return WorkingHours(days, start, end, zone)
-
-
-def _utc(value: dict[str, Any]) -> datetime:
-    """A dateTimeTimeZone that we asked to have in UTC."""
-    text = value["dateTime"]
-    parsed = datetime.fromisoformat(text[:26] if "." in text else text)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def busy_from_view(view: str, start: datetime, interval: int) -> list[Busy]:
@@ -205,7 +198,7 @@ class ScheduleReader:
                 items = info.get("scheduleItems")
                 if items is not None:
                     # Free time is not kept (time not covered by an item is free anyway).
-                    target.busy.extend(Busy(_utc(item["start"]), _utc(item["end"]), status)
+                    target.busy.extend(Busy(graph_time(item["start"]), graph_time(item["end"]), status)
                                        for item in items
                                        if (status := str(item.get("status") or "busy")).lower() not in FREE)
                 else:

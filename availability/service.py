@@ -10,21 +10,13 @@ from availability import meeting_times
 from availability.request import AvailabilityRequest, parse
 from availability.schedule import ScheduleReader
 from availability.slots import SlotQuery, find_slots
-from shared.errors import TenantNotEnabled, WrongMode
+from shared.errors import WrongMode
 from shared.graph import GraphClient
+from shared.http import rfc3339
 from shared.members import MemberTokens
 from shared.storage import Tenant, utcnow
 
 log = logging.getLogger(__name__)
-
-
-def rfc3339(value: datetime) -> str:
-    return value.isoformat(timespec="seconds")
-
-
-def require_enabled(tenant: Tenant) -> None:
-    if tenant.status != "enabled":
-        raise TenantNotEnabled(f"The tenant's calendar integration is {tenant.status.replace('_', ' ')}.")
 
 
 class AvailabilityService:
@@ -36,7 +28,7 @@ class AvailabilityService:
     def answer(self, tenant: Tenant, body: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
         now = now or utcnow()
         request = parse(body, default_time_zone=tenant.defaultTimeZone, now=now)
-        require_enabled(tenant)
+        tenant.require_enabled()
         if tenant.mode == "delegated":
             if request.buffer:
                 raise WrongMode("bufferMinutes is not available in delegated mode (findMeetingTimes cannot "

@@ -7,9 +7,8 @@ from functools import lru_cache
 
 import azure.functions as func
 
-from shared import validation as v
-from shared.errors import BookingNotFound, TenantNotFound
-from shared.http import endpoint, json_body, json_response
+from shared.errors import BookingNotFound
+from shared.http import endpoint, json_body, json_response, tenant_id_of
 
 bp = func.Blueprint()
 _BOOKING_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
@@ -23,26 +22,22 @@ def booking_service():
     return BookingService(repositories(), graph_client(), member_tokens())
 
 
-def _tenant(req: func.HttpRequest):
-    tenant_id = v.guid(req.route_params.get("tenantId", ""), "tenantId")
+def _tenant(tenant_id: str):
     from shared.clients import repositories
 
-    tenant = repositories().tenant(tenant_id)
-    if tenant is None:
-        raise TenantNotFound("No tenant with this id is registered.", target="tenantId")
-    return tenant
+    return repositories().require_tenant(tenant_id)
 
 
 @bp.function_name("bookings")
 @bp.route(route="tenants/{tenantId}/bookings", methods=["POST"])
 @endpoint
 def bookings(req: func.HttpRequest) -> func.HttpResponse:
-    v.guid(req.route_params.get("tenantId", ""), "tenantId")
+    tenant_id = tenant_id_of(req)
     from booking.request import idempotency_key
 
     key = idempotency_key(req.headers.get("Idempotency-Key"))
     body = json_body(req)
-    view, status = booking_service().create(_tenant(req), key, body)
+    view, status = booking_service().create(_tenant(tenant_id), key, body)
     return json_response(view, status)
 
 
@@ -50,12 +45,12 @@ def bookings(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tenants/{tenantId}/bookings/{bookingId}", methods=["GET", "DELETE"])
 @endpoint
 def booking(req: func.HttpRequest) -> func.HttpResponse:
-    v.guid(req.route_params.get("tenantId", ""), "tenantId")
+    tenant_id = tenant_id_of(req)
     booking_id = req.route_params.get("bookingId", "")
     if not _BOOKING_ID.match(booking_id):
         # Not an id this service hands out (a raw Graph event id, say): there is no such booking.
         raise BookingNotFound("No booking with this id exists in this tenant.", target="bookingId")
-    tenant = _tenant(req)
+    tenant = _tenant(tenant_id)
     if req.method == "DELETE":
         return json_response(booking_service().cancel(tenant, booking_id))
     return json_response(booking_service().read(tenant, booking_id))

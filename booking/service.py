@@ -38,10 +38,10 @@ from shared.errors import (
     InvalidRequest,
     OutsideSecurityGroup,
     SlotUnavailable,
-    TenantNotEnabled,
     UpstreamError,
 )
-from shared.graph import GraphClient, GraphError, as_service_error
+from shared.graph import GraphClient, GraphError, as_service_error, graph_time
+from shared.http import rfc3339, utc_stamp
 from shared.leases import hold
 from shared.members import MemberTokens
 from shared.storage import Booking, IdempotencyRecord, Repositories, Tenant, utcnow
@@ -68,10 +68,6 @@ class _EventMayExist(Exception):
         self.error = error
 
 
-def rfc3339(value: datetime) -> str:
-    return value.isoformat(timespec="seconds")
-
-
 def view(booking: Booking, responses: dict[str, str] | None = None, *, start: datetime | None = None,
          end: datetime | None = None, cancelled: bool = False) -> dict[str, Any]:
     from zoneinfo import ZoneInfo
@@ -90,7 +86,7 @@ def view(booking: Booking, responses: dict[str, str] | None = None, *, start: da
         "status": "cancelled" if cancelled or booking.status == "cancelled" else booking.status,
         "webLink": booking.webLink,
         "onlineMeetingUrl": booking.onlineMeetingUrl,
-        "createdAt": (booking.createdAt or utcnow()).isoformat().replace("+00:00", "Z"),
+        "createdAt": utc_stamp(booking.createdAt or utcnow()),
     }
 
 
@@ -112,10 +108,6 @@ class BookingService:
 
     # -- access ------------------------------------------------------------------------------
 
-    def _require_enabled(self, tenant: Tenant) -> None:
-        if tenant.status != "enabled":
-            raise TenantNotEnabled(f"The tenant's calendar integration is {tenant.status.replace('_', ' ')}.")
-
     def _token(self, tenant: Tenant, organizer: str) -> str | None:
         """The organizer's delegated token in delegated mode (409 if not connected), else None."""
         if tenant.mode != "delegated":
@@ -130,7 +122,7 @@ class BookingService:
     def create(self, tenant: Tenant, key: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         now = utcnow()
         request = parse(body, default_time_zone=tenant.defaultTimeZone, now=now)
-        self._require_enabled(tenant)
+        tenant.require_enabled()
         token = self._token(tenant, request.organizer)
         fingerprint = request.fingerprint()
         for _ in range(3):
@@ -313,7 +305,7 @@ class BookingService:
 
     def read(self, tenant: Tenant, booking_id: str) -> dict[str, Any]:
         booking = self._booking(tenant, booking_id)
-        self._require_enabled(tenant)
+        tenant.require_enabled()
         token = self._token(tenant, booking.organizer)
         if booking.status == "cancelled" or not booking.eventId:
             return view(booking)
@@ -332,13 +324,13 @@ class BookingService:
             address = str((attendee.get("emailAddress") or {}).get("address", "")).lower()
             if address in invited:
                 responses[address] = str((attendee.get("status") or {}).get("response") or "none")
-        start = _utc(event.get("start")) or booking.start
-        end = _utc(event.get("end")) or booking.end
+        start = graph_time(event.get("start")) or booking.start
+        end = graph_time(event.get("end")) or booking.end
         return view(booking, responses, start=start, end=end, cancelled=bool(event.get("isCancelled")))
 
     def cancel(self, tenant: Tenant, booking_id: str) -> dict[str, Any]:
         booking = self._booking(tenant, booking_id)
-        self._require_enabled(tenant)
+        tenant.require_enabled()
         token = self._token(tenant, booking.organizer)
         if booking.status == "cancelled":
             return view(booking)
@@ -361,10 +353,3 @@ class BookingService:
         log.info("booking cancelled")
         return view(updated or booking)
 
-
-def _utc(value: dict[str, Any] | None) -> datetime | None:
-    if not value or not value.get("dateTime"):
-        return None
-    text = value["dateTime"]
-    parsed = datetime.fromisoformat(text[:26] if "." in text else text)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -34,6 +34,7 @@ import azure.functions as func
 from consent import pages
 from shared import validation as v
 from shared.errors import ConcurrencyConflict, InvalidRequest, TenantNotEnabled, WrongMode
+from shared.http import utc_stamp
 from shared.members import MemberTokens
 from shared.settings import Settings, origin_of
 from shared.storage import ConsentRequest, ConsentState, Repositories, Tenant, utcnow
@@ -113,7 +114,7 @@ class ConsentService:
         self.repos.store.insert(request)
         redirect = f"{self.settings.public_base_url}/api/consent/redirect?{urlencode({'request': request.requestId})}"
         return {"consentRequestId": request.requestId, "redirectUrl": redirect,
-                "expiresAt": request.expiresAt.isoformat().replace("+00:00", "Z")}
+                "expiresAt": utc_stamp(request.expiresAt)}
 
     # -- GET /api/consent/redirect -------------------------------------------------------------------
 

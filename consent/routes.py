@@ -9,7 +9,7 @@ import azure.functions as func
 
 from consent import pages
 from shared import validation as v
-from shared.http import Handler, endpoint, json_body, json_response, wrap
+from shared.http import Handler, endpoint, json_body, json_response, tenant_id_of, wrap
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,11 @@ def page_endpoint(handler: Handler) -> Handler:
     return wrap(handler, _failure_page)
 
 
-def _tenant_id(req: func.HttpRequest) -> str:
-    return v.guid(req.route_params.get("tenantId", ""), "tenantId")
-
-
 @bp.function_name("tenant")
 @bp.route(route="tenants/{tenantId}", methods=["GET", "PUT", "DELETE"])
 @endpoint
 def tenant(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = _tenant_id(req)
+    tenant_id = tenant_id_of(req)
     service = tenant_service()
     if req.method == "PUT":
         body = json_body(req)
@@ -68,7 +64,7 @@ def tenant(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tenants/{tenantId}/users/{userId}", methods=["GET", "DELETE"])
 @endpoint
 def tenant_member(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = _tenant_id(req)
+    tenant_id = tenant_id_of(req)
     user_id = req.route_params.get("userId", "")
     user_id = v.plain_id(user_id, "userId")  # the contract's id rule, before any storage call
     if "@" in user_id:
@@ -83,7 +79,7 @@ def tenant_member(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tenants/{tenantId}/consent", methods=["POST"])
 @endpoint
 def consent_request(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = _tenant_id(req)
+    tenant_id = tenant_id_of(req)
     body = json_body(req)
     tenant = tenant_service().require(tenant_id)
     return json_response(consent_service().create_request(tenant, body), 201)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from shared import validation as v
@@ -11,10 +10,10 @@ from shared.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     InvalidRequest,
-    TenantNotFound,
     TenantOwnedElsewhere,
     WrongMode,
 )
+from shared.http import utc_stamp
 from shared.members import MemberTokens
 from shared.storage import ConnectedUser, Repositories, Tenant, backoff, utcnow
 
@@ -22,10 +21,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("domain", "delegated")
 TENANT_FIELDS = {"organizationId", "organizationName", "mode", "securityGroupId", "defaultTimeZone"}
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def tenant_view(tenant: Tenant, users: list[ConnectedUser]) -> dict[str, Any]:
@@ -37,8 +32,8 @@ def tenant_view(tenant: Tenant, users: list[ConnectedUser]) -> dict[str, Any]:
         "status": tenant.status,
         "securityGroupId": tenant.securityGroupId,
         "defaultTimeZone": tenant.defaultTimeZone,
-        "consentedAt": iso(tenant.consentedAt),
-        "updatedAt": iso(tenant.updatedAt),
+        "consentedAt": utc_stamp(tenant.consentedAt),
+        "updatedAt": utc_stamp(tenant.updatedAt),
         "connectedUsers": sum(1 for u in users if u.status == "connected"),
         "usersNeedingReconnect": sum(1 for u in users if u.status == "needs_reconnect"),
     }
@@ -50,7 +45,7 @@ def member_view(user: ConnectedUser | None, asked: str) -> dict[str, Any]:
         return {"userId": None if is_email else asked, "email": asked.lower() if is_email else None,
                 "status": "not_connected", "connectedAt": None, "lastRefreshAt": None}
     return {"userId": user.userId, "email": user.email, "status": user.status,
-            "connectedAt": iso(user.connectedAt), "lastRefreshAt": iso(user.lastRefreshAt)}
+            "connectedAt": utc_stamp(user.connectedAt), "lastRefreshAt": utc_stamp(user.lastRefreshAt)}
 
 
 class TenantService:
@@ -59,10 +54,7 @@ class TenantService:
         self.members = members
 
     def require(self, tenant_id: str) -> Tenant:
-        tenant = self.repos.tenant(tenant_id)
-        if tenant is None:
-            raise TenantNotFound("No tenant with this id is registered.", target="tenantId")
-        return tenant
+        return self.repos.require_tenant(tenant_id)
 
     def register(self, tenant_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create (True) or update (False) the tenant from a PUT body."""

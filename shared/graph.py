@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import UpstreamError, UpstreamThrottled
@@ -157,6 +158,16 @@ class GraphClient:
 
 
 _MAILBOX = re.compile(r"^/users/[^/]+")
+
+
+def graph_time(value: dict[str, Any] | None) -> datetime | None:
+    """A dateTimeTimeZone that Graph gave in UTC (we always send `Prefer: outlook.timezone="UTC"`);
+    Graph writes seven fractional digits, which fromisoformat does not take, so they are cut."""
+    if not value or not value.get("dateTime"):
+        return None
+    text = value["dateTime"]
+    parsed = datetime.fromisoformat(text[:26] if "." in text else text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _path_only(path: str) -> str:

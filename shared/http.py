@@ -13,6 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
@@ -32,6 +33,23 @@ Handler = Callable[[func.HttpRequest], func.HttpResponse]
 def request_id_of(req: func.HttpRequest) -> str:
     candidate = (req.headers.get(REQUEST_ID_HEADER) or "").strip()
     return candidate if _CALLER_REQUEST_ID.match(candidate) else str(uuid.uuid4())
+
+
+def rfc3339(value: datetime) -> str:
+    """A time in an answer: RFC 3339 to the second, with the value's own offset."""
+    return value.isoformat(timespec="seconds")
+
+
+def utc_stamp(value: datetime | None) -> str | None:
+    """A moment the service recorded (createdAt, updatedAt, …): UTC with a Z."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def tenant_id_of(req: func.HttpRequest) -> str:
+    """The `tenantId` route parameter, checked (a GUID) before any storage call."""
+    from shared.validation import guid
+
+    return guid(req.route_params.get("tenantId", ""), "tenantId")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -90,11 +108,13 @@ def as_service_error(raised: Exception) -> ServiceError:
         return UpstreamError("Key Vault is unavailable; retry later.")
     if isinstance(raised, ConcurrencyConflict):
         return UpstreamThrottled("The record is busy with another change; retry shortly.", retry_after=1)
-    if type(raised).__name__ == "GraphError":
-        from shared.graph import as_service_error as graph_failure
+    from shared.graph import GraphError
+    from shared.graph import as_service_error as graph_failure
+    from shared.tokens import IdentityError
 
-        return graph_failure(raised)  # type: ignore[arg-type]
-    if type(raised).__name__ == "IdentityError":
+    if isinstance(raised, GraphError):
+        return graph_failure(raised)
+    if isinstance(raised, IdentityError):
         return UpstreamError(f"The Microsoft identity platform refused the request: {raised}.")
     if type(raised).__module__.startswith("azure.core"):
         log.warning("storage call failed: %s", type(raised).__name__)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
-from shared.errors import AlreadyExists, ConcurrencyConflict
+from shared.errors import AlreadyExists, ConcurrencyConflict, TenantNotEnabled, TenantNotFound
 from shared.settings import StorageConnection
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,11 @@ class Tenant(TenantRecord):
     @property
     def row_key(self) -> str:
         return "tenant"
+
+    def require_enabled(self) -> None:
+        """409 `tenant_not_enabled` unless consent is complete and the tenant is connected."""
+        if self.status != "enabled":
+            raise TenantNotEnabled(f"The tenant's calendar integration is {self.status.replace('_', ' ')}.")
 
 
 @dataclass
@@ -458,6 +463,13 @@ class Repositories:
     # tenants
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.store.get(Tenant, tenant_id, "tenant")
+
+    def require_tenant(self, tenant_id: str) -> Tenant:
+        """The tenant, or 404 `tenant_not_found`."""
+        tenant = self.tenant(tenant_id)
+        if tenant is None:
+            raise TenantNotFound("No tenant with this id is registered.", target="tenantId")
+        return tenant
 
     def tenants_page(self, *, status: str, mode: str | None = None, page_size: int = 100,
                      continuation: Any = None) -> tuple[list[Tenant], Any]:
