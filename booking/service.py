@@ -25,6 +25,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from availability.schedule import ScheduleReader
 from availability.slots import counts_as_busy
@@ -70,8 +71,6 @@ class _EventMayExist(Exception):
 
 def view(booking: Booking, responses: dict[str, str] | None = None, *, start: datetime | None = None,
          end: datetime | None = None, cancelled: bool = False) -> dict[str, Any]:
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(booking.timeZone)
     responses = responses or {}
     return {

@@ -105,8 +105,6 @@ class ConsentService:
                 raise WrongMode("Members connect their own calendars only in a delegated tenant.", target="kind")
             if tenant.status != "enabled":
                 raise TenantNotEnabled("The tenant's admin has not completed consent yet.")
-        if tenant.status == "disabled" and kind == "admin":
-            pass  # an admin may reconnect a disconnected tenant
         now = self.clock()
         request = ConsentRequest(requestId=secrets.token_urlsafe(24), tenantId=tenant.tenantId, kind=kind,
                                  returnUrl=return_url, loginHint=login_hint, expiresAt=now + REQUEST_LIFETIME,

@@ -131,11 +131,12 @@ class MemberTokens:
                 self.forget_secret(tenant_id, ref.secretName)
 
     def _disconnect_user(self, user: ConnectedUser) -> None:
-        name = user.secretName
-        if name:
+        if user.secretName:
             # The token first: if Key Vault is down, nothing has changed and the caller retries.
-            self.forget_secret(user.tenantId, name)
+            self.forget_secret(user.tenantId, user.secretName)
+        self._mark_not_connected(user)
 
+    def _mark_not_connected(self, user: ConnectedUser) -> None:
         def clear(current: ConnectedUser) -> ConnectedUser | None:
             if current.status == "not_connected" and current.secretName is None:
                 return None
@@ -146,11 +147,11 @@ class MemberTokens:
         self.repos.store.modify(ConnectedUser, user.tenantId, user.row_key, clear)
 
     def disconnect_tenant(self, tenant_id: str) -> int:
-        """Delete every stored token of the tenant (found through the index); returns how many."""
-        for user in self.repos.users(tenant_id):
-            self._disconnect_user(user)
-        count = 0
-        for ref in self.repos.secret_refs(tenant_id):
+        """Delete every stored token of the tenant (found through the index, tokens first), then
+        mark its members not connected; returns how many secrets were deleted."""
+        refs = list(self.repos.secret_refs(tenant_id))
+        for ref in refs:
             self.forget_secret(tenant_id, ref.secretName)
-            count += 1
-        return count
+        for user in self.repos.users(tenant_id):
+            self._mark_not_connected(user)
+        return len(refs)

@@ -132,6 +132,7 @@ def test_disconnect_deletes_every_token_keeps_the_rest_and_is_idempotent(api):
         with pytest.raises(SecretNotFound):
             secret_store().get(name)
     refs = list(repositories().secret_refs(TENANT, include_deleted=True))
+    assert len(refs) == 2
     assert all(isinstance(r, SecretRef) and r.deletedAt for r in refs)
     assert api.delete(f"/tenants/{TENANT}").status_code == 204  # twice: still 204
     assert api.get(f"/tenants/{TENANT}/users/oid-ada").json()["status"] == "not_connected"
