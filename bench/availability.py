@@ -12,16 +12,18 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.dates import MONDAY, quiet_day, utc_at
 
 TENANT = "b0b0b0b0-0000-4000-8000-00000000be01"
 DAYS = 14
 PEOPLE = 20
 EVENTS_PER_DAY = 10
-FIRST_DAY = datetime(2026, 12, 7, tzinfo=UTC)  # a Monday
+FIRST_DAY = utc_at(quiet_day(weekday=MONDAY, span_days=DAYS + 7), 0)  # a Monday ahead, New York at UTC-5
 
 
 def seed(app: dict) -> dict:

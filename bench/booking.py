@@ -12,13 +12,15 @@ import statistics
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools.dates import MONDAY, quiet_day, utc_at
+
 TENANT = "b0b0b0b0-0000-4000-8000-00000000be02"
-FIRST = datetime(2026, 12, 7, 14, tzinfo=UTC)
+FIRST = utc_at(quiet_day(weekday=MONDAY, span_days=14), 14)  # a Monday ahead, 09:00 in New York
 
 
 def main() -> None:

@@ -16,15 +16,17 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tools.dates import MONDAY, quiet_day, utc_at  # noqa: E402
+
 TENANT = "b0b0b0b0-0000-4000-8000-00000000be03"
 PEOPLE = 12
-FIRST = datetime(2026, 12, 7, 14, tzinfo=UTC)  # a Monday, 09:00 in New York
+FIRST = utc_at(quiet_day(weekday=MONDAY, span_days=28), 14)  # a Monday ahead, 09:00 in New York
 
 
 def people() -> list[dict]:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,14 @@ import msal  # noqa: E402
 import requests  # noqa: E402
 
 from sandbox.testing import start_sandbox  # noqa: E402
+from tools.dates import MONDAY, quiet_day, utc_at  # noqa: E402
 
 SEED = json.loads((ROOT / "tests" / "sandbox_seed.json").read_text(encoding="utf-8"))
 APP = SEED["apps"][0]
 TENANT = "7c1a5e8e-0f4b-4d7e-9a43-3b2f6c1d8e90"
 ZONES = ["Europe/Paris", "America/New_York", "Asia/Kolkata", "UTC", "America/Los_Angeles"]
-START = datetime(2026, 12, 7, tzinfo=UTC)  # a Monday
 DAYS = 14
+START = utc_at(quiet_day(weekday=MONDAY, span_days=DAYS + 7), 0)  # a Monday ahead
 
 
 def build_seed(rng: random.Random) -> dict[str, Any]:

@@ -90,7 +90,22 @@ def table_store(azurite: Azurite):
     return TableStore(StorageConnection(connection_string=azurite.connection_string), prefix=prefix)
 
 
-SANDBOX_SEED = ROOT / "tests" / "sandbox_seed.json"
+def _seed_from_today() -> Path:
+    """tests/sandbox_seed.json with its event times moved to the tests' day (tests/support/days.py),
+    written to a temporary folder (tests never write the repository)."""
+    import json
+    import tempfile
+
+    from tests.support.days import DAY, SEED_ANCHOR
+    from tools.dates import rebase_seed
+
+    seed = json.loads((ROOT / "tests" / "sandbox_seed.json").read_text(encoding="utf-8"))
+    path = Path(tempfile.mkdtemp(prefix="sandbox-seed-")) / "sandbox_seed.json"
+    path.write_text(json.dumps(rebase_seed(seed, anchor=SEED_ANCHOR, target=DAY), indent=1), encoding="utf-8")
+    return path
+
+
+SANDBOX_SEED = _seed_from_today()
 
 
 @pytest.fixture(scope="session")

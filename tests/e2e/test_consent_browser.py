@@ -22,11 +22,12 @@ import pytest
 from playwright.sync_api import Browser, Error, Page, Playwright
 
 from sandbox.testing import SandboxProcess
+from tests.conftest import SANDBOX_SEED
 from tests.e2e.conftest import launch, require_tools
 
 pytestmark = pytest.mark.integration
 
-BASE_SEED: dict[str, Any] = json.loads((Path(__file__).resolve().parent.parent / "sandbox_seed.json").read_text())
+BASE_SEED: dict[str, Any] = json.loads(SANDBOX_SEED.read_text())
 APP = BASE_SEED["apps"][0]
 TENANT = {"tenantId": "d4c3b2a1-4e5f-4a6b-8c7d-9e0f1a2b3c04", "domain": "contoso.example", "displayName": "Contoso",
           "users": [{"id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e05", "mail": "bob@contoso.example", "displayName": "Bob"},

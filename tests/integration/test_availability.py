@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import SANDBOX_SEED
 from tests.support.consent_pages import admin_consent, connect_member
+from tests.support.days import at, day
 
 DOMAIN = "a1b2c3d4-0000-4000-8000-0000000000d1"
 DELEGATED = "a1b2c3d4-0000-4000-8000-0000000000d2"
@@ -26,25 +27,26 @@ def person(uid: int, mail: str, zone: str, events=(), admin=False):
 
 
 ADA = person(1, "ada@tailspin.example", "America/New_York",
-             [("2026-12-01T10:00:00-05:00", "2026-12-01T11:00:00-05:00", "busy"),
-              ("2026-12-01T11:30:00-05:00", "2026-12-01T12:00:00-05:00", "tentative")], admin=True)
+             [(at(0, "10:00:00-05:00"), at(0, "11:00:00-05:00"), "busy"),
+              (at(0, "11:30:00-05:00"), at(0, "12:00:00-05:00"), "tentative")], admin=True)
 GRACE = person(2, "grace@tailspin.example", "Europe/London",
-               [("2026-12-01T14:00:00+00:00", "2026-12-01T14:30:00+00:00", "oof")])
-# Many people for the split: p27 is busy on a day in the window's second part (past 61 days).
+               [(at(0, "14:00:00+00:00"), at(0, "14:30:00+00:00"), "oof")])
+# Many people for the split: p27 is busy on a day in the window's second part (past 61 days),
+# DAY + 76, a Monday (tests/support/days.py keeps New York at -05:00 that far ahead).
 CROWD = [person(100 + i, f"p{i:02d}@tailspin.example", "America/New_York",
-                [("2027-02-15T09:00:00-05:00", "2027-02-15T17:00:00-05:00", "busy")] if i == 27 else [])
+                [(at(76, "09:00:00-05:00"), at(76, "17:00:00-05:00"), "busy")] if i == 27 else [])
          for i in range(40)]
 TENANTS = [
     {"tenantId": DOMAIN, "domain": "tailspin.example", "users": [ADA, GRACE, *CROWD]},
     {"tenantId": DELEGATED, "domain": "wingtip.example",
      "users": [person(11, "ada@wingtip.example", "America/New_York",
-                      [("2026-12-01T10:00:00-05:00", "2026-12-01T11:00:00-05:00", "busy")], admin=True),
+                      [(at(0, "10:00:00-05:00"), at(0, "11:00:00-05:00"), "busy")], admin=True),
                person(12, "grace@wingtip.example", "Europe/London")]},
     {"tenantId": POLICY, "domain": "fourth.example", "applicationAccessPolicy": {CLIENT_ID: GROUP},
      "groups": [{"id": GROUP, "mail": "10kc@fourth.example", "members": ["in@fourth.example"]}],
      "users": [person(21, "in@fourth.example", "UTC", admin=True), person(22, "out@fourth.example", "UTC")]},
 ]
-DAY = {"start": "2026-12-01T09:00:00-05:00", "end": "2026-12-01T17:00:00-05:00", "durationMinutes": 30,
+DAY = {"start": at(0, "09:00:00-05:00"), "end": at(0, "17:00:00-05:00"), "durationMinutes": 30,
        "timeZone": "America/New_York", "slotStepMinutes": 30}
 
 
@@ -70,8 +72,8 @@ def test_domain_slots_match_the_seeded_calendars(tenants, sandbox):
     body = answer.json()
     # Common working hours: 09:00-12:00 New York (London's 14:00-17:00). Ada is busy 10-11 and
     # tentative 11:30-12; Grace is out of office 09:00-09:30 New York.
-    assert body["slots"] == [{"start": "2026-12-01T09:30:00-05:00", "end": "2026-12-01T10:00:00-05:00"},
-                             {"start": "2026-12-01T11:00:00-05:00", "end": "2026-12-01T11:30:00-05:00"}]
+    assert body["slots"] == [{"start": at(0, "09:30:00-05:00"), "end": at(0, "10:00:00-05:00")},
+                             {"start": at(0, "11:00:00-05:00"), "end": at(0, "11:30:00-05:00")}]
     assert body["participants"] == [{"email": "ada@tailspin.example", "status": "ok"},
                                     {"email": "grace@tailspin.example", "status": "ok"}]
     assert (body["mode"], body["timeZone"], body["emptyReason"]) == ("domain", "America/New_York", None)
@@ -89,7 +91,7 @@ def test_domain_slots_match_the_seeded_calendars(tenants, sandbox):
 def test_buffer_widens_what_graph_is_asked_and_busy_time_outside_counts(tenants, sandbox):
     admin_consent(tenants, sandbox, DOMAIN, ADA["mail"])
     answer = ask(tenants, DOMAIN, organizer="ada@tailspin.example", attendees=["grace@tailspin.example"],
-                 start="2026-12-01T09:30:00-05:00", end="2026-12-01T10:00:00-05:00", bufferMinutes=15,
+                 start=at(0, "09:30:00-05:00"), end=at(0, "10:00:00-05:00"), bufferMinutes=15,
                  respectWorkingHours=False)
     # 09:30-10:00 is free, but Ada's 10:00 meeting is within the 15-minute buffer.
     assert answer.json()["slots"] == []
@@ -138,7 +140,7 @@ def test_many_people_and_a_long_window_are_split_concurrently(tenants, sandbox):
     crowd = [p["mail"] for p in CROWD]
     since = sandbox.next_request_index()
     answer = ask(tenants, DOMAIN, organizer="ada@tailspin.example", attendees=crowd,
-                 start="2026-12-14T09:00:00-05:00", end="2027-02-20T17:00:00-05:00", durationMinutes=60,
+                 start=at(13, "09:00:00-05:00"), end=at(81, "17:00:00-05:00"), durationMinutes=60,
                  slotStepMinutes=60, maxSlots=500)
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -150,9 +152,9 @@ def test_many_people_and_a_long_window_are_split_concurrently(tenants, sandbox):
     paths = {call["path"] for call in calls}
     assert len(paths) == 2  # rotated: 4 parts on the organizer, 2 on the next participant
     starts = [s["start"] for s in body["slots"]]
-    assert not any(s.startswith("2027-02-15") for s in starts)  # p27 is busy that whole day
-    assert any(s.startswith("2027-02-16") for s in starts)
-    assert any(s.startswith("2026-12-14") for s in starts)
+    assert not any(s.startswith(day(76)) for s in starts)  # p27 is busy that whole day (a Monday)
+    assert any(s.startswith(day(77)) for s in starts)
+    assert any(s.startswith(day(13)) for s in starts)
 
 
 def test_organizer_outside_the_security_group_is_403_attendee_is_unavailable(tenants, sandbox):
@@ -215,11 +217,13 @@ def test_tenant_not_enabled_and_unknown(tenants):
         ({"attendees": "grace@tailspin.example"}, "attendees"),
         ({"attendees": [f"a{i}@x.example" for i in range(100)]}, "attendees"),
         ({"attendees": ["ok@x.example", 5]}, "attendees"),
-        ({"start": "2026-12-01T09:00:00"}, "start"),
+        ({"start": at(0, "09:00:00")}, "start"),
         ({"start": "tomorrow"}, "start"),
-        ({"end": "2026-12-01T08:00:00-05:00"}, "end"),
+        ({"end": at(0, "08:00:00-05:00")}, "end"),
+        # Literal on purpose: a window that ended long ago, and stays in the past whatever today is.
         ({"start": "2020-01-01T09:00:00Z", "end": "2020-01-02T09:00:00Z"}, "end"),
-        ({"end": "2027-06-01T09:00:00-05:00"}, "end"),
+        ({"end": at(182, "09:00:00-05:00")}, "end"),  # 26 weeks after start: longer than 90 days
+        # Literal on purpose: the ends of datetime's range, which overflow it once converted to UTC.
         ({"start": "0001-01-01T00:00:00+14:00"}, "start"),
         ({"end": "9999-12-31T23:59:59-14:00"}, "end"),
         ({"durationMinutes": 4}, "durationMinutes"),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
 from tests.conftest import SANDBOX_SEED
 from tests.support.consent_pages import admin_consent, connect_member
+from tests.support.days import DAY, at, day
 
 DOMAIN = "c1c2c3c4-0000-4000-8000-0000000000b1"
 DELEGATED = "c1c2c3c4-0000-4000-8000-0000000000b2"
@@ -29,7 +30,7 @@ def person(uid: int, mail: str, zone: str = "America/New_York", events=(), admin
 TENANTS = [
     {"tenantId": DOMAIN, "domain": "fabrikam.example",
      "users": [person(1, "ada@fabrikam.example", admin=True,
-                      events=[("2026-12-01T14:00:00-05:00", "2026-12-01T15:00:00-05:00")]),
+                      events=[(at(0, "14:00:00-05:00"), at(0, "15:00:00-05:00"))]),
                person(2, "grace@fabrikam.example", "Europe/London"), person(3, "alan@fabrikam.example")]},
     {"tenantId": DELEGATED, "domain": "wingtip.example",
      "users": [person(11, "ada@wingtip.example", admin=True), person(12, "grace@wingtip.example")]},
@@ -39,7 +40,7 @@ TENANTS = [
     {"tenantId": OTHER, "domain": "other.example", "users": [person(31, "zed@other.example", admin=True)]},
 ]
 BOOKING = {"organizer": "ada@fabrikam.example", "attendees": ["Grace@Fabrikam.example"],
-           "start": "2026-12-01T10:00:00-05:00", "end": "2026-12-01T10:30:00-05:00",
+           "start": at(0, "10:00:00-05:00"), "end": at(0, "10:30:00-05:00"),
            "timeZone": "America/New_York", "subject": "Mentoring: Ada / Grace", "body": "Booked through 10KC"}
 
 
@@ -76,7 +77,7 @@ def test_a_booking_lands_once_in_every_calendar_and_replays(tenants, sandbox):
     booking = answer.json()
     assert booking == booking | {"tenantId": DOMAIN, "organizer": "ada@fabrikam.example",
                                  "attendees": [{"email": "grace@fabrikam.example", "response": "none"}],
-                                 "start": "2026-12-01T10:00:00-05:00", "end": "2026-12-01T10:30:00-05:00",
+                                 "start": at(0, "10:00:00-05:00"), "end": at(0, "10:30:00-05:00"),
                                  "timeZone": "America/New_York", "subject": "Mentoring: Ada / Grace",
                                  "status": "confirmed"}
     assert booking["bookingId"].startswith("bk_") and booking["webLink"] and booking["onlineMeetingUrl"]
@@ -88,7 +89,7 @@ def test_a_booking_lands_once_in_every_calendar_and_replays(tenants, sandbox):
 
     since = sandbox.next_request_index()
     replay = book(tenants, "key-1", onlineMeeting=True, attendees=["grace@fabrikam.example"],
-                  start="2026-12-01T15:00:00Z", checkAvailability=True)  # same booking, written differently
+                  start=at(0, "15:00:00Z"), checkAvailability=True)  # same booking, written differently
     assert replay.status_code == 200
     assert replay.json() == booking
     assert sandbox.requests(since=since) == []  # answered from storage: no Graph call at all
@@ -138,8 +139,8 @@ def test_graph_failing_throughout_stores_nothing_and_the_key_works_later(tenants
 
 
 def test_two_overlapping_bookings_with_different_keys_give_one_201_and_one_409(tenants, sandbox):
-    bodies = [("overlap-a", {"start": "2026-12-01T11:00:00-05:00", "end": "2026-12-01T11:30:00-05:00"}),
-              ("overlap-b", {"start": "2026-12-01T11:15:00-05:00", "end": "2026-12-01T11:45:00-05:00",
+    bodies = [("overlap-a", {"start": at(0, "11:00:00-05:00"), "end": at(0, "11:30:00-05:00")}),
+              ("overlap-b", {"start": at(0, "11:15:00-05:00"), "end": at(0, "11:45:00-05:00"),
                              "attendees": ["alan@fabrikam.example"]})]
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda kb: book(tenants, kb[0], **kb[1]), bodies))
@@ -150,11 +151,11 @@ def test_two_overlapping_bookings_with_different_keys_give_one_201_and_one_409(t
 
 
 def test_a_conflicting_slot_is_409_and_the_key_stays_usable(tenants, sandbox):
-    busy = book(tenants, "busy-1", start="2026-12-01T14:30:00-05:00", end="2026-12-01T15:00:00-05:00")
+    busy = book(tenants, "busy-1", start=at(0, "14:30:00-05:00"), end=at(0, "15:00:00-05:00"))
     assert busy.status_code == 409
     assert busy.json()["error"]["code"] == "slot_unavailable"
     assert events(sandbox, "ada@fabrikam.example") == []
-    forced = book(tenants, "busy-1", start="2026-12-01T14:30:00-05:00", end="2026-12-01T15:00:00-05:00",
+    forced = book(tenants, "busy-1", start=at(0, "14:30:00-05:00"), end=at(0, "15:00:00-05:00"),
                   checkAvailability=False)  # a failed key is not stored: another body is fine
     assert forced.status_code == 201
 
@@ -233,13 +234,13 @@ def test_crash_between_create_and_confirm_is_recovered_by_the_next_request(tenan
                                                   lockedUntil=now - timedelta(seconds=1), createdAt=now))
     repositories().store.insert(Booking(tenantId=DOMAIN, bookingId=booking_id, organizer="ada@fabrikam.example",
                                         attendees=["grace@fabrikam.example"],
-                                        start=datetime(2026, 12, 1, 15, tzinfo=UTC),
-                                        end=datetime(2026, 12, 1, 15, 30, tzinfo=UTC), timeZone="America/New_York",
+                                        start=datetime.combine(DAY, time(15), UTC),
+                                        end=datetime.combine(DAY, time(15, 30), UTC), timeZone="America/New_York",
                                         subject=BOOKING["subject"], status="creating", createdAt=now))
     graph_client().post("/users/ada@fabrikam.example/events", tenant_id=DOMAIN, mailbox="ada@fabrikam.example",
                         json={"subject": BOOKING["subject"],
-                              "start": {"dateTime": "2026-12-01T10:00:00", "timeZone": "Eastern Standard Time"},
-                              "end": {"dateTime": "2026-12-01T10:30:00", "timeZone": "Eastern Standard Time"},
+                              "start": {"dateTime": f"{day(0)}T10:00:00", "timeZone": "Eastern Standard Time"},
+                              "end": {"dateTime": f"{day(0)}T10:30:00", "timeZone": "Eastern Standard Time"},
                               "attendees": [{"type": "required",
                                              "emailAddress": {"address": "grace@fabrikam.example"}}],
                               "singleValueExtendedProperties": [{"id": TAG_ID, "value": booking_id}]})
@@ -292,8 +293,9 @@ def test_delegated_bookings_use_the_organizers_token(tenants, sandbox):
         ("k", {"subject": ""}, "subject"),
         ("k", {"subject": "s" * 256}, "subject"),
         ("k", {"subject": None}, "subject"),
-        ("k", {"start": "2026-12-01T10:00:00"}, "start"),
-        ("k", {"end": "2026-12-01T09:00:00-05:00"}, "end"),
+        ("k", {"start": at(0, "10:00:00")}, "start"),
+        ("k", {"end": at(0, "09:00:00-05:00")}, "end"),
+        # Literal on purpose: a meeting that ended long ago, and stays in the past whatever today is.
         ("k", {"start": "2020-12-01T10:00:00Z", "end": "2020-12-01T10:30:00Z"}, "end"),
         ("k", {"onlineMeeting": "yes"}, "onlineMeeting"),
         ("k", {"checkAvailability": 0}, "checkAvailability"),

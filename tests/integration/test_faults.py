@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import clear_caches
 from tests.support.consent_pages import admin_consent, connect_member
+from tests.support.days import at
 
 DOMAIN = "d0d0d0d0-0000-4000-8000-0000000000f1"
 DELEGATED = "d0d0d0d0-0000-4000-8000-0000000000f2"
@@ -27,10 +28,10 @@ TENANTS = [{"tenantId": DOMAIN, "domain": "f.example",
             "users": [person(1, "ada@f.example", True), person(2, "grace@f.example")]},
            {"tenantId": DELEGATED, "domain": "g.example",
             "users": [person(3, "ada@g.example", True), person(4, "grace@g.example")]}]
-ASK = {"organizer": "ada@f.example", "attendees": ["grace@f.example"], "start": "2026-12-01T09:00:00-05:00",
-       "end": "2026-12-01T17:00:00-05:00", "durationMinutes": 30, "timeZone": "America/New_York"}
-BOOK = {"organizer": "ada@f.example", "attendees": ["grace@f.example"], "start": "2026-12-02T10:00:00-05:00",
-        "end": "2026-12-02T10:30:00-05:00", "subject": "Faults"}
+ASK = {"organizer": "ada@f.example", "attendees": ["grace@f.example"], "start": at(0, "09:00:00-05:00"),
+       "end": at(0, "17:00:00-05:00"), "durationMinutes": 30, "timeZone": "America/New_York"}
+BOOK = {"organizer": "ada@f.example", "attendees": ["grace@f.example"], "start": at(1, "10:00:00-05:00"),
+        "end": at(1, "10:30:00-05:00"), "subject": "Faults"}
 
 
 @pytest.fixture

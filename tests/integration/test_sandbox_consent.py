@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -22,11 +21,12 @@ import pytest
 import requests
 
 from sandbox.testing import SandboxProcess
+from tests.conftest import SANDBOX_SEED
 from tests.support.consent_pages import ConsentForm, parse_page
 
 pytestmark = pytest.mark.integration
 
-BASE_SEED: dict[str, Any] = json.loads((Path(__file__).resolve().parent.parent / "sandbox_seed.json").read_text())
+BASE_SEED: dict[str, Any] = json.loads(SANDBOX_SEED.read_text())
 APP = copy.deepcopy(BASE_SEED["apps"][0])
 CLIENT_ID, SECRET = APP["clientId"], APP["clientSecret"]
 REDIRECT_URI = APP["redirectUris"][0]

@@ -19,10 +19,11 @@ import pytest
 import requests
 
 from sandbox.testing import SandboxProcess, start_sandbox
+from tests.conftest import SANDBOX_SEED
 
 pytestmark = pytest.mark.integration
 
-SEED_PATH = Path(__file__).resolve().parent.parent / "sandbox_seed.json"
+SEED_PATH = SANDBOX_SEED  # tests/sandbox_seed.json moved to the tests' day
 SEED: dict[str, Any] = json.loads(SEED_PATH.read_text(encoding="utf-8"))
 HOME = SEED["homeTenantId"]
 CLIENT_ID, SECRET = SEED["apps"][0]["clientId"], SEED["apps"][0]["clientSecret"]
@@ -42,6 +43,7 @@ def trust_sandbox(sandbox: SandboxProcess, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def vault_headers(sandbox: SandboxProcess) -> dict[str, str]:
+    # App Service's managed-identity API version, not a date
     response = sandbox.session().get(sandbox.identity_endpoint,
                                      params={"api-version": "2019-08-01", "resource": "https://vault.azure.net"},
                                      headers={"X-IDENTITY-HEADER": sandbox.identity_header})

@@ -15,6 +15,7 @@ SECRET_PATH = "/secrets/fault-probe"
 def vault(sandbox, monkeypatch):
     """A raw Key Vault caller with a managed-identity token (the simplest authenticated path)."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sandbox.ca_bundle))
+    # App Service's managed-identity API version, not a date
     token = requests.get(sandbox.identity_endpoint, params={"api-version": "2019-08-01",
                                                             "resource": "https://vault.azure.net"},
                          headers={"X-IDENTITY-HEADER": sandbox.identity_header}, timeout=10).json()["access_token"]

@@ -23,6 +23,7 @@ import requests
 
 from sandbox.server import RunningServer
 from sandbox.testing import SandboxProcess
+from tests.support.days import day
 from tests.support.sandbox_graph import (
     ANN,
     BEN,
@@ -46,8 +47,8 @@ from tests.support.sandbox_graph import (
 
 pytestmark = pytest.mark.integration
 
-EVENT = {"subject": "x", "start": {"dateTime": "2026-12-03T10:00:00", "timeZone": "UTC"},
-         "end": {"dateTime": "2026-12-03T10:30:00", "timeZone": "UTC"}}
+EVENT = {"subject": "x", "start": {"dateTime": f"{day(2)}T10:00:00", "timeZone": "UTC"},
+         "end": {"dateTime": f"{day(2)}T10:30:00", "timeZone": "UTC"}}
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_missing_malformed_and_foreign_tokens_are_401(graph: Graph, sandbox: San
 def test_me_needs_a_delegated_token(graph: Graph) -> None:
     error(graph.get("/me/events"), 400, "BadRequest", "/me request is only valid with delegated authentication flow.")
     error(graph.post("/me/calendar/getSchedule", json={"schedules": [ANN["mail"]], **window(
-        "2026-12-01T00:00:00", "2026-12-02T00:00:00")}), 400, "BadRequest")
+        f"{day(0)}T00:00:00", f"{day(1)}T00:00:00")}), 400, "BadRequest")
 
 
 def test_mailbox_by_id_or_upn_case_insensitive_and_unknown_users(graph: Graph) -> None:
@@ -96,7 +97,7 @@ def test_mailbox_by_id_or_upn_case_insensitive_and_unknown_users(graph: Graph) -
     assert by_id["value"][0]["id"] == by_upn["value"][0]["id"]
     # Graph's paths are case-insensitive.
     ok(graph.post(f"/users/{ANN['mail']}/Calendar/GetSchedule", json={"schedules": [ANN["mail"]], **window(
-        "2026-12-01T00:00:00", "2026-12-02T00:00:00")}), 200, "graph.scheduleInformation", collection=True)
+        f"{day(0)}T00:00:00", f"{day(1)}T00:00:00")}), 200, "graph.scheduleInformation", collection=True)
     error(graph.get("/users/nobody@fabrikam.example/events"), 404, "ErrorInvalidUser",
           "The requested user 'nobody@fabrikam.example' is invalid.")
     # A user of another tenant is not a mailbox of the token's tenant.
@@ -118,7 +119,7 @@ def test_application_access_policy_limits_the_path_mailbox(graph: Graph) -> None
     error(graph.post(f"/users/{DAN['mail']}/events", json=EVENT), 403, "ErrorAccessDenied",
           "Access to OData is disabled.")
     error(graph.post(f"/users/{DAN['mail']}/calendar/getSchedule", json={"schedules": [ANN["mail"]], **window(
-        "2026-12-01T00:00:00", "2026-12-02T00:00:00")}), 403, "ErrorAccessDenied", "Access to OData is disabled.")
+        f"{day(0)}T00:00:00", f"{day(1)}T00:00:00")}), 403, "ErrorAccessDenied", "Access to OData is disabled.")
     ok(graph.get(f"/users/{EVE['mail']}/events"), 200, "graph.event", collection=True)
 
 

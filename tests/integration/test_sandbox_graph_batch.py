@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from sandbox.server import RunningServer
+from tests.support.days import day
 from tests.support.graph_schema import graph_schema
 from tests.support.sandbox_graph import (
     ANN,
@@ -25,8 +26,8 @@ from tests.support.sandbox_graph import (
 pytestmark = pytest.mark.integration
 
 JSON = {"Content-Type": "application/json"}
-EVENT = {"subject": "Batched", "start": {"dateTime": "2026-12-04T10:00:00", "timeZone": "UTC"},
-         "end": {"dateTime": "2026-12-04T10:30:00", "timeZone": "UTC"}}
+EVENT = {"subject": "Batched", "start": {"dateTime": f"{day(3)}T10:00:00", "timeZone": "UTC"},
+         "end": {"dateTime": f"{day(3)}T10:30:00", "timeZone": "UTC"}}
 
 
 def batch(graph: Graph, requests_: list[dict], types: dict[str, str] | None = None) -> dict[str, dict]:
@@ -54,8 +55,8 @@ def test_each_request_gets_its_own_answer(graph: Graph) -> None:
         {"id": "list", "method": "GET", "url": f"/users/{ANN['mail']}/events?$select=subject&$top=2"},
         {"id": "create", "method": "POST", "url": f"/users/{ANN['mail']}/events", "body": EVENT, "headers": JSON},
         {"id": "free-busy", "method": "POST", "url": f"users/{ANN['mail']}/calendar/getSchedule", "headers": JSON,
-         "body": {"schedules": [BEN["mail"]], "startTime": {"dateTime": "2026-12-01T08:00:00", "timeZone": "UTC"},
-                  "endTime": {"dateTime": "2026-12-01T09:00:00", "timeZone": "UTC"}}},
+         "body": {"schedules": [BEN["mail"]], "startTime": {"dateTime": f"{day(0)}T08:00:00", "timeZone": "UTC"},
+                  "endTime": {"dateTime": f"{day(0)}T09:00:00", "timeZone": "UTC"}}},
         {"id": "missing", "method": "GET", "url": "/users/nobody@fabrikam.example/events"},
         {"id": "policy", "method": "GET", "url": f"/users/{DAN['mail']}/events"},
         {"id": "me", "method": "GET", "url": "/me/events"},

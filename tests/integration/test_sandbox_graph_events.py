@@ -20,6 +20,7 @@ import requests
 
 from sandbox.server import RunningServer
 from sandbox.testing import SandboxProcess
+from tests.support.days import day
 from tests.support.graph_schema import graph_schema
 from tests.support.sandbox_graph import (
     ANN,
@@ -52,8 +53,8 @@ DOCUMENTED_CREATE_KEYS = {
 def meeting(**extra: object) -> dict:
     body = {"subject": "10KC: Intro call",
             "body": {"contentType": "HTML", "content": "<p>Hello</p>"},
-            "start": {"dateTime": "2026-12-02T09:00:00", "timeZone": "Pacific Standard Time"},
-            "end": {"dateTime": "2026-12-02T09:30:00", "timeZone": "Pacific Standard Time"},
+            "start": {"dateTime": f"{day(1)}T09:00:00", "timeZone": "Pacific Standard Time"},
+            "end": {"dateTime": f"{day(1)}T09:30:00", "timeZone": "Pacific Standard Time"},
             "attendees": [{"emailAddress": {"address": BEN["mail"], "name": "Ben"}, "type": "Required"},
                           {"emailAddress": {"address": "guest@external.example"}, "type": "optional"}],
             "allowNewTimeProposals": False}
@@ -91,9 +92,10 @@ def test_create_answers_the_full_event(graph: Graph) -> None:
     event = ok(response, 201, "graph.event")
     assert response.headers["Preference-Applied"] == 'outlook.timezone="Pacific Standard Time"'
     assert event["subject"] == "10KC: Intro call" and event["transactionId"] == "tx-1"
-    assert event["start"] == {"dateTime": "2026-12-02T09:00:00.0000000", "timeZone": "Pacific Standard Time"}
+    assert event["start"] == {"dateTime": f"{day(1)}T09:00:00.0000000", "timeZone": "Pacific Standard Time"}
     assert event["originalStartTimeZone"] == "Pacific Standard Time"
     assert event["isOrganizer"] is True and event["isCancelled"] is False and event["showAs"] == "busy"
+    # Literal on purpose (here and for the attendee below): 0001-01-01 is Graph's "no response" time.
     assert event["responseStatus"] == {"response": "organizer", "time": "0001-01-01T00:00:00Z"}
     assert event["organizer"] == {"emailAddress": {"name": ANN["displayName"], "address": ANN["mail"]}}
     assert event["attendees"][0] == {"type": "required", "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
@@ -109,7 +111,7 @@ def test_create_answers_the_full_event(graph: Graph) -> None:
     assert set(event) >= DOCUMENTED_CREATE_KEYS
     # Without Prefer, times come back in UTC.
     plain = create(graph, meeting())
-    assert plain["start"] == {"dateTime": "2026-12-02T17:00:00.0000000", "timeZone": "UTC"}
+    assert plain["start"] == {"dateTime": f"{day(1)}T17:00:00.0000000", "timeZone": "UTC"}
     assert "transactionId" not in plain  # only returned when the app set it
     assert plain["id"] != event["id"]
 
@@ -139,7 +141,7 @@ def test_attendees_of_the_tenant_get_their_own_copy(graph: Graph) -> None:
     # The copy shows in Ben's free/busy as tentative (17:00-17:30 UTC).
     [ben] = ok(graph.post(f"/users/{BEN['mail']}/calendar/getSchedule", json={
         "schedules": [BEN["mail"]], "availabilityViewInterval": 30,
-        **window("2026-12-02T16:00:00", "2026-12-02T18:00:00")}), 200, "graph.scheduleInformation",
+        **window(f"{day(1)}T16:00:00", f"{day(1)}T18:00:00")}), 200, "graph.scheduleInformation",
         collection=True)["value"]
     assert ben["availabilityView"] == "0010"
     # No copy for the external guest, nor for Cat who was not invited.
@@ -197,7 +199,7 @@ def test_paging_and_time_filters(graph: Graph) -> None:
     assert len(rest["value"]) == 2 and "@odata.nextLink" not in rest
     subjects = [e["subject"] for e in page["value"] + rest["value"]]
     assert subjects == ["Overnight batch", "Doctor", "Standup", "Design review", "Focus", "Offsite"]
-    afternoon = events_of(graph, ANN["mail"], **{"$filter": "start/dateTime ge '2026-12-01T10:00:00'",
+    afternoon = events_of(graph, ANN["mail"], **{"$filter": f"start/dateTime ge '{day(0)}T10:00:00'",
                                                  "$orderby": "start/dateTime desc", "$select": "subject"})
     assert [e["subject"] for e in afternoon] == ["Offsite", "Focus"]
 
@@ -207,12 +209,12 @@ def test_get_update_and_delete(graph: Graph) -> None:
     path = f"{ANN_EVENTS}/{event['id']}"
     got = ok(graph.get(path, params={"$select": "subject,isCancelled,iCalUId"}), 200, "graph.event", selected=True)
     assert set(got) == {"@odata.context", "@odata.etag", "id", "subject", "isCancelled", "iCalUId"}
-    update = {"subject": "Moved", "start": {"dateTime": "2026-12-03T10:00:00", "timeZone": "Europe/Paris"},
-              "end": {"dateTime": "2026-12-03T11:00:00", "timeZone": "Europe/Paris"},
+    update = {"subject": "Moved", "start": {"dateTime": f"{day(2)}T10:00:00", "timeZone": "Europe/Paris"},
+              "end": {"dateTime": f"{day(2)}T11:00:00", "timeZone": "Europe/Paris"},
               "attendees": [{"emailAddress": {"address": CAT["mail"]}, "type": "required"}]}
     patched = ok(graph.patch(path, json=update), 200, "graph.event")
     assert patched["subject"] == "Moved" and patched["id"] == event["id"]
-    assert patched["start"] == {"dateTime": "2026-12-03T09:00:00.0000000", "timeZone": "UTC"}
+    assert patched["start"] == {"dateTime": f"{day(2)}T09:00:00.0000000", "timeZone": "UTC"}
     assert patched["lastModifiedDateTime"] >= event["lastModifiedDateTime"]
     assert patched["changeKey"] != event["changeKey"]
     # Ben was dropped (his copy is cancelled), Cat was added (she gets a copy at the new time).
@@ -220,7 +222,7 @@ def test_get_update_and_delete(graph: Graph) -> None:
     assert ben_copy["isCancelled"] is True
     [cat_copy] = [e for e in stored(graph, CAT["mail"]) if e["iCalUId"] == event["iCalUId"]]
     assert cat_copy["subject"] == "Moved" and cat_copy["isCancelled"] is False
-    error(graph.patch(path, json={"start": {"dateTime": "2026-12-03T12:00:00", "timeZone": "Europe/Paris"}}), 400,
+    error(graph.patch(path, json={"start": {"dateTime": f"{day(2)}T12:00:00", "timeZone": "Europe/Paris"}}), 400,
           "ErrorCalendarEndDateIsEarlierThanStartDate", "The end date occurs before the start date.")
     assert graph.delete(path).status_code == 204
     error(graph.get(path), 404, "ErrorItemNotFound", "The specified object was not found in the store.")
@@ -231,10 +233,10 @@ def test_get_update_and_delete(graph: Graph) -> None:
 def test_organizer_time_change_reaches_copies(graph: Graph) -> None:
     event = create(graph, meeting())
     ok(graph.patch(f"{ANN_EVENTS}/{event['id']}", json={
-        "subject": "Later", "start": {"dateTime": "2026-12-02T13:00:00", "timeZone": "UTC"},
-        "end": {"dateTime": "2026-12-02T13:30:00", "timeZone": "UTC"}}), 200, "graph.event")
+        "subject": "Later", "start": {"dateTime": f"{day(1)}T13:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": f"{day(1)}T13:30:00", "timeZone": "UTC"}}), 200, "graph.event")
     [copy] = events_of(graph, BEN["mail"], **{"$filter": f"iCalUId eq '{event['iCalUId']}'"})
-    assert copy["subject"] == "Later" and copy["start"]["dateTime"] == "2026-12-02T13:00:00.0000000"
+    assert copy["subject"] == "Later" and copy["start"]["dateTime"] == f"{day(1)}T13:00:00.0000000"
     assert copy["responseStatus"]["response"] == "notResponded" and copy["showAs"] == "tentative"
 
 
@@ -256,7 +258,7 @@ def test_cancel_and_immutable_ids(graph: Graph) -> None:
     [copy] = events_of(graph, BEN["mail"], **{"$filter": f"iCalUId eq '{event['iCalUId']}'"})
     assert copy["isCancelled"] is True
     [ben] = ok(graph.post(f"/users/{BEN['mail']}/calendar/getSchedule", json={
-        "schedules": [BEN["mail"]], **window("2026-12-02T17:00:00", "2026-12-02T17:30:00")}), 200,
+        "schedules": [BEN["mail"]], **window(f"{day(1)}T17:00:00", f"{day(1)}T17:30:00")}), 200,
         "graph.scheduleInformation", collection=True)["value"]
     assert ben["availabilityView"] == "0" and ben["scheduleItems"] == []
 
@@ -275,10 +277,10 @@ def test_bodies_graph_refuses(graph: Graph) -> None:
     error(graph.post(ANN_EVENTS, json=meeting(subjet="typo")), 400, "BadRequest",
           "The property 'subjet' does not exist on type 'microsoft.graph.event'. Make sure to only use property "
           "names that are defined by the type or mark the type as open type.")
-    error(graph.post(ANN_EVENTS, json=meeting(start={"dateTime": "2026-12-02T09:00:00", "timeZone": "Mars"})), 400,
+    error(graph.post(ANN_EVENTS, json=meeting(start={"dateTime": f"{day(1)}T09:00:00", "timeZone": "Mars"})), 400,
           "TimeZoneNotSupportedException",
           "A valid TimeZone value must be specified. The following TimeZone value is not supported: 'Mars'.")
-    error(graph.post(ANN_EVENTS, json=meeting(end={"dateTime": "2026-12-01T09:00:00", "timeZone": "UTC"})), 400,
+    error(graph.post(ANN_EVENTS, json=meeting(end={"dateTime": f"{day(0)}T09:00:00", "timeZone": "UTC"})), 400,
           "ErrorCalendarEndDateIsEarlierThanStartDate")
     error(graph.post(ANN_EVENTS, json=meeting(showAs="away")), 400, "BadRequest")
     error(graph.post(ANN_EVENTS, json=meeting(recurrence={"pattern": {"type": "daily", "interval": 1}})), 400,
@@ -296,7 +298,7 @@ def test_calendar_and_calendar_events_paths(graph: Graph) -> None:
 def test_control_endpoint_lists_events_as_stored(graph: Graph) -> None:
     event = create(graph, meeting(singleValueExtendedProperties=[{"id": TAG, "value": "bk_9"}]))
     mine = [e for e in stored(graph, ANN["mail"]) if e["id"] == event["id"]]
-    assert mine and mine[0]["start"] == {"dateTime": "2026-12-02T09:00:00.0000000",
+    assert mine and mine[0]["start"] == {"dateTime": f"{day(1)}T09:00:00.0000000",
                                          "timeZone": "Pacific Standard Time"}
     assert mine[0]["singleValueExtendedProperties"] == [{"id": TAG, "value": "bk_9"}]
     assert [e["subject"] for e in stored(graph, DAN["mail"])] == ["Dan busy"]

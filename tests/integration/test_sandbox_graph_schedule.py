@@ -7,8 +7,8 @@ Exchange's error codes as reported in github.com/microsoftgraph/microsoft-graph-
 #7047 (ErrorMailboxDataArrayTooBig), #6450 (ErrorInvalidMergedFreeBusyInterval), #4494 (null
 interval: 500) and pull request #19703 (ErrorTimeIntervalTooBig).
 
-The calendars are tests/support/sandbox_graph.py's seed: Ann (Paris) on Tuesday 1 December 2026
-has an overnight batch until 08:15, a private appointment 08:15-08:45, a standup 09:00-09:15,
+The calendars are tests/support/sandbox_graph.py's seed: Ann (Paris) on DAY (tests/support/days.py,
+a Tuesday) has an overnight batch until 08:15, a private appointment 08:15-08:45, a standup 09:00-09:15,
 a tentative review 10:00-11:00, a free "Focus" 11:30-12:00 and is out of office 13:00-17:00.
 """
 
@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from sandbox.server import RunningServer
+from tests.support.days import day
 from tests.support.sandbox_graph import (
     ANN,
     BEN,
@@ -35,7 +36,7 @@ from tests.support.sandbox_graph import (
 
 pytestmark = pytest.mark.integration
 
-PARIS_DAY = window("2026-12-01T08:00:00", "2026-12-01T18:00:00", "Romance Standard Time")
+PARIS_DAY = window(f"{day(0)}T08:00:00", f"{day(0)}T18:00:00", "Romance Standard Time")
 SCHEDULE_PATH = f"/users/{ANN['mail']}/calendar/getSchedule"
 
 
@@ -69,12 +70,12 @@ def test_availability_view_items_and_working_hours(graph: Graph) -> None:
     assert subjects == ["Overnight batch", None, "Standup", "Design review", "Focus", "Offsite"]
     overnight, private, standup = ann["scheduleItems"][:3]
     # An item straddling the window's start is included, with its own times (UTC by default).
-    assert overnight["start"] == {"dateTime": "2026-11-30T22:00:00.0000000", "timeZone": "UTC"}
+    assert overnight["start"] == {"dateTime": f"{day(-1)}T22:00:00.0000000", "timeZone": "UTC"}
     # Private items show only free/busy.
     assert set(private) == {"status", "start", "end"} and private["status"] == "busy"
     assert standup == {"status": "busy", "isPrivate": False, "subject": "Standup", "location": "Room 1",
-                       "start": {"dateTime": "2026-12-01T08:00:00.0000000", "timeZone": "UTC"},
-                       "end": {"dateTime": "2026-12-01T08:15:00.0000000", "timeZone": "UTC"}}
+                       "start": {"dateTime": f"{day(0)}T08:00:00.0000000", "timeZone": "UTC"},
+                       "end": {"dateTime": f"{day(0)}T08:15:00.0000000", "timeZone": "UTC"}}
     assert [i["status"] for i in ann["scheduleItems"]] == ["busy", "busy", "busy", "tentative", "free", "oof"]
     assert ann["workingHours"] == {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
                                    "startTime": "09:00:00.0000000", "endTime": "17:00:00.0000000",
@@ -90,11 +91,11 @@ def test_availability_view_items_and_working_hours(graph: Graph) -> None:
 
 
 def test_default_interval_and_partial_last_slot(graph: Graph) -> None:
-    [ann] = schedule(graph, [ANN["mail"]], **window("2026-12-01T08:00:00", "2026-12-01T12:10:00", "Europe/Paris"))
+    [ann] = schedule(graph, [ANN["mail"]], **window(f"{day(0)}T08:00:00", f"{day(0)}T12:10:00", "Europe/Paris"))
     # 30-minute slots by default; the last, partial slot counts too.
     assert ann["availabilityView"] == "222011000"
     [ann] = schedule(graph, [ANN["mail"]], availabilityViewInterval="15",
-                     **window("2026-12-01T07:00:00", "2026-12-01T08:00:00"))  # 08:00-09:00 Paris, a string "15"
+                     **window(f"{day(0)}T07:00:00", f"{day(0)}T08:00:00"))  # 08:00-09:00 Paris, a string "15"
     assert ann["availabilityView"] == "2220"  # the private appointment ends at 08:45
 
 
@@ -102,8 +103,8 @@ def test_default_interval_and_partial_last_slot(graph: Graph) -> None:
 def test_prefer_time_zone_windows_or_iana(graph: Graph, zone: str) -> None:
     [ann] = schedule(graph, [ANN["mail"]], prefer=zone)
     standup = ann["scheduleItems"][2]
-    assert standup["start"] == {"dateTime": "2026-12-01T00:00:00.0000000", "timeZone": zone}
-    assert standup["end"] == {"dateTime": "2026-12-01T00:15:00.0000000", "timeZone": zone}
+    assert standup["start"] == {"dateTime": f"{day(0)}T00:00:00.0000000", "timeZone": zone}
+    assert standup["end"] == {"dateTime": f"{day(0)}T00:15:00.0000000", "timeZone": zone}
 
 
 def test_unresolvable_and_policy_excluded_schedules_carry_an_error(graph: Graph) -> None:
@@ -133,16 +134,16 @@ def test_limits_and_parameter_errors(graph: Graph) -> None:
     error(post(schedules=[f"u{i}@fabrikam.example" for i in range(21)]), 400, "ErrorMailboxDataArrayTooBig",
           "There are too many target users in the EmailAddress array. The allowed size = 20; the actual size = 21.")
     assert len(schedule(graph, [f"u{i}@fabrikam.example" for i in range(20)])) == 20
-    error(post(**window("2026-12-01T00:00:00", "2027-02-01T00:00:00")), 400, "ErrorTimeIntervalTooBig",
+    error(post(**window(f"{day(0)}T00:00:00", f"{day(62)}T00:00:00")), 400, "ErrorTimeIntervalTooBig",
           "The requested time duration specified for FreeBusyViewOptions.TimeWindow is too long. The allowed limit "
           "= 62 days; the actual limit = 62 days.")
-    ok(post(**window("2026-12-01T00:00:00", "2027-01-31T23:00:00")), 200, "graph.scheduleInformation",
+    ok(post(**window(f"{day(0)}T00:00:00", f"{day(61)}T23:00:00")), 200, "graph.scheduleInformation",
        collection=True)
-    error(post(**window("2026-12-02T00:00:00", "2026-12-01T00:00:00")), 400, "ErrorInvalidTimeInterval")
+    error(post(**window(f"{day(1)}T00:00:00", f"{day(0)}T00:00:00")), 400, "ErrorInvalidTimeInterval")
     for interval in (4, 1441, 601):  # 601 minutes is longer than the 10-hour window
         error(post(availabilityViewInterval=interval), 400, "ErrorInvalidMergedFreeBusyInterval")
     error(post(availabilityViewInterval=None), 500, "ErrorInternalServerError")  # docs issue #4494
-    error(post(**window("2026-12-01T00:00:00", "2026-12-02T00:00:00", "Mars/Olympus_Mons")), 400,
+    error(post(**window(f"{day(0)}T00:00:00", f"{day(1)}T00:00:00", "Mars/Olympus_Mons")), 400,
           "TimeZoneNotSupportedException")
     error(graph.post(SCHEDULE_PATH, data="{not json", headers={"Content-Type": "application/json"}), 400,
           "BadRequest")
@@ -182,7 +183,7 @@ def starts(answer: dict) -> list[str]:
 
 def test_find_meeting_times_inside_working_hours(local: RunningServer) -> None:
     ann = as_user(local, ANN)
-    body = {"attendees": attendees(BEN), **slot("2026-12-01T08:00:00", "2026-12-01T18:00:00"),
+    body = {"attendees": attendees(BEN), **slot(f"{day(0)}T08:00:00", f"{day(0)}T18:00:00"),
             "meetingDuration": "PT1H", "returnSuggestionReasons": True}
     answer = find(ann, body, prefer="Romance Standard Time")
     # 09:00 the organizer is busy (standup); 09:30 Ben is busy; from 12:30 the organizer is out of office.
@@ -195,20 +196,20 @@ def test_find_meeting_times_inside_working_hours(local: RunningServer) -> None:
         "attendeeAvailability": [{"attendee": {"type": "required", "emailAddress": {"address": BEN["mail"]}},
                                   "availability": "free"}],
         "locations": [],
-        "meetingTimeSlot": {"start": {"dateTime": "2026-12-01T10:00:00.0000000", "timeZone": "Romance Standard Time"},
-                            "end": {"dateTime": "2026-12-01T11:00:00.0000000", "timeZone": "Romance Standard Time"}}}
+        "meetingTimeSlot": {"start": {"dateTime": f"{day(0)}T10:00:00.0000000", "timeZone": "Romance Standard Time"},
+                            "end": {"dateTime": f"{day(0)}T11:00:00.0000000", "timeZone": "Romance Standard Time"}}}
     assert [s["order"] for s in answer["meetingTimeSuggestions"]] == [1, 2, 3, 4, 5]
     assert answer["meetingTimeSuggestions"][1]["attendeeAvailability"][0]["availability"] == "workingElsewhere"
     # Without the Prefer header the slots are in UTC; without returnSuggestionReasons the reason is empty.
     utc = find(ann, {**body, "returnSuggestionReasons": False})
     assert utc["meetingTimeSuggestions"][0]["meetingTimeSlot"]["start"] == {
-        "dateTime": "2026-12-01T09:00:00.0000000", "timeZone": "UTC"}
+        "dateTime": f"{day(0)}T09:00:00.0000000", "timeZone": "UTC"}
     assert utc["meetingTimeSuggestions"][0]["suggestionReason"] == ""
 
 
 def test_confidence_ordering_unknown_attendees_and_limits(local: RunningServer) -> None:
     ann = as_user(local, ANN)
-    window_body = slot("2026-12-01T08:00:00", "2026-12-01T18:00:00")
+    window_body = slot(f"{day(0)}T08:00:00", f"{day(0)}T18:00:00")
     # Eve is busy 09:00-12:00: 50 % until noon, 100 % at noon; by confidence, then time.
     answer = find(ann, {"attendees": attendees(BEN, EVE), **window_body, "meetingDuration": "PT1H"},
                   prefer="Europe/Paris")
@@ -231,14 +232,14 @@ def test_confidence_ordering_unknown_attendees_and_limits(local: RunningServer) 
 def test_empty_suggestion_reasons(local: RunningServer) -> None:
     ann = as_user(local, ANN)
     # Ann is out of office all afternoon.
-    organizer = find(ann, {"attendees": attendees(BEN), **slot("2026-12-01T13:00:00", "2026-12-01T17:00:00")})
+    organizer = find(ann, {"attendees": attendees(BEN), **slot(f"{day(0)}T13:00:00", f"{day(0)}T17:00:00")})
     assert organizer["emptySuggestionsReason"] == "organizerUnavailable"
     # With the organizer optional, Ben's busy hour leaves nothing at 100 %.
-    busy = find(ann, {"attendees": attendees(BEN), **slot("2026-12-01T09:00:00", "2026-12-01T10:00:00"),
+    busy = find(ann, {"attendees": attendees(BEN), **slot(f"{day(0)}T09:00:00", f"{day(0)}T10:00:00"),
                       "meetingDuration": "PT1H", "isOrganizerOptional": True, "minimumAttendeePercentage": 100})
     assert busy["emptySuggestionsReason"] == "attendeesUnavailable"
     # A Saturday is outside working hours ("work"): no candidate at all.
-    saturday = slot("2026-12-05T08:00:00", "2026-12-05T18:00:00")
+    saturday = slot(f"{day(4)}T08:00:00", f"{day(4)}T18:00:00")  # DAY is a Tuesday
     assert find(ann, {"attendees": attendees(BEN), **saturday})["emptySuggestionsReason"] == "unknown"
     personal = {"timeConstraint": {**saturday["timeConstraint"], "activityDomain": "personal"}}
     assert starts(find(ann, {"attendees": attendees(BEN), **personal}, prefer="Europe/Paris"))[0] == "09:00"
@@ -249,14 +250,14 @@ def test_empty_suggestion_reasons(local: RunningServer) -> None:
 def test_attendee_statuses_and_organizer_only(local: RunningServer) -> None:
     ben = as_user(local, BEN)
     unrestricted = {"timeConstraint": {"activityDomain": "unrestricted", "timeslots": [  # the examples' spelling
-        {"start": {"dateTime": "2026-12-01T10:00:00", "timeZone": "Europe/Paris"},
-         "end": {"dateTime": "2026-12-01T11:00:00", "timeZone": "Europe/Paris"}}]}}
+        {"start": {"dateTime": f"{day(0)}T10:00:00", "timeZone": "Europe/Paris"},
+         "end": {"dateTime": f"{day(0)}T11:00:00", "timeZone": "Europe/Paris"}}]}}
     tentative = find(ben, {"attendees": attendees(ANN), **unrestricted, "meetingDuration": "PT1H"})
     [only] = tentative["meetingTimeSuggestions"]
     assert only["confidence"] == 50 and only["attendeeAvailability"][0]["availability"] == "tentative"
     oof_window = {"timeConstraint": {"activityDomain": "unrestricted", "timeSlots": [
-        {"start": {"dateTime": "2026-12-01T12:00:00", "timeZone": "UTC"},
-         "end": {"dateTime": "2026-12-01T13:00:00", "timeZone": "UTC"}}]}}
+        {"start": {"dateTime": f"{day(0)}T12:00:00", "timeZone": "UTC"},
+         "end": {"dateTime": f"{day(0)}T13:00:00", "timeZone": "UTC"}}]}}
     oof = find(ben, {"attendees": attendees(ANN), **oof_window, "meetingDuration": "PT1H",
                      "minimumAttendeePercentage": 0})
     assert oof["meetingTimeSuggestions"][0]["attendeeAvailability"][0]["availability"] == "oof"
@@ -268,7 +269,7 @@ def test_attendee_statuses_and_organizer_only(local: RunningServer) -> None:
 
 
 def test_find_meeting_times_is_delegated_only(graph: Graph, local: RunningServer) -> None:
-    body = {"attendees": attendees(BEN), **slot("2026-12-01T08:00:00", "2026-12-01T18:00:00")}
+    body = {"attendees": attendees(BEN), **slot(f"{day(0)}T08:00:00", f"{day(0)}T18:00:00")}
     error(graph.post(f"/users/{ANN['mail']}/findMeetingTimes", json=body), 403, "ErrorAccessDenied",
           "Access is denied. Check credentials and try again.")
     error(graph.post("/me/findMeetingTimes", json=body), 400, "BadRequest")

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -21,10 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from sandbox.testing import SandboxProcess, start_sandbox
+from tests.conftest import SANDBOX_SEED
 
 pytestmark = pytest.mark.integration
 
-SEED_PATH = Path(__file__).resolve().parent.parent / "sandbox_seed.json"
+SEED_PATH = SANDBOX_SEED  # tests/sandbox_seed.json moved to the tests' day
 SEED: dict[str, Any] = json.loads(SEED_PATH.read_text(encoding="utf-8"))
 HOME = SEED["homeTenantId"]
 APP = SEED["apps"][0]
@@ -277,7 +277,7 @@ def test_openid_configuration(sandbox: SandboxProcess) -> None:
 
 def test_managed_identity_endpoint(sandbox: SandboxProcess) -> None:
     url = sandbox.identity_endpoint
-    params = {"api-version": "2019-08-01", "resource": "https://vault.azure.net"}
+    params = {"api-version": "2019-08-01", "resource": "https://vault.azure.net"}  # an API version, not a date
     assert sandbox.session().get(url, params=params).status_code == 400
     assert sandbox.session().get(url, params=params, headers={"X-IDENTITY-HEADER": "wrong"}).status_code == 401
     response = sandbox.session().get(url, params=params, headers={"X-IDENTITY-HEADER": sandbox.identity_header})

@@ -22,10 +22,11 @@ from azure.identity import ClientSecretCredential, DefaultAzureCredential, Manag
 from azure.keyvault.secrets import SecretClient
 
 from sandbox.testing import SandboxProcess, start_sandbox
+from tests.conftest import SANDBOX_SEED
 
 pytestmark = pytest.mark.integration
 
-SEED_PATH = Path(__file__).resolve().parent.parent / "sandbox_seed.json"
+SEED_PATH = SANDBOX_SEED  # tests/sandbox_seed.json moved to the tests' day
 SEED: dict[str, Any] = json.loads(SEED_PATH.read_text(encoding="utf-8"))
 HOME = SEED["homeTenantId"]
 CLIENT_ID, SECRET = SEED["apps"][0]["clientId"], SEED["apps"][0]["clientSecret"]
@@ -64,6 +65,7 @@ def unique(prefix: str) -> str:
 
 
 def managed_identity_token(sandbox: SandboxProcess, resource: str = "https://vault.azure.net") -> str:
+    # App Service's managed-identity API version, not a date
     response = sandbox.session().get(sandbox.identity_endpoint,
                                      params={"api-version": "2019-08-01", "resource": resource},
                                      headers={"X-IDENTITY-HEADER": sandbox.identity_header})

@@ -1,6 +1,6 @@
 """The Table Storage layer against Azurite, through the real azure-data-tables SDK."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -14,9 +14,12 @@ from shared.storage import (
     SecretRef,
     Tenant,
 )
+from tests.support.days import DAY
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+# The clock handed to the storage layer (every "now" here is injected): noon UTC a week before the
+# tests' day, so it is always ahead of the real clock, like the rest of the tests' times.
+NOW = datetime.combine(DAY - timedelta(days=7), time(12), UTC)
 
 
 def tenant(**changes) -> Tenant:

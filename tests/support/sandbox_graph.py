@@ -22,11 +22,13 @@ import requests
 from sandbox import identity
 from sandbox.server import RunningServer, serve_in_thread
 from sandbox.testing import free_port
+from tests.conftest import SANDBOX_SEED
 
+from .days import at
 from .graph_schema import graph_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE_SEED: dict[str, Any] = json.loads((ROOT / "tests" / "sandbox_seed.json").read_text(encoding="utf-8"))
+BASE_SEED: dict[str, Any] = json.loads(SANDBOX_SEED.read_text(encoding="utf-8"))
 APP = BASE_SEED["apps"][0]
 CLIENT_ID, SECRET = APP["clientId"], APP["clientSecret"]
 GRAPH = "https://graph.microsoft.com"
@@ -42,18 +44,18 @@ ANN = {"id": "6e98ec97-47f7-4671-9a61-d8ab3222892e", "mail": "ann@fabrikam.examp
        "workingHours": {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
                         "startTime": "09:00:00", "endTime": "17:00:00"},
        "events": [
-           # Tuesday 1 December 2026, Paris time (UTC+1).
-           {"subject": "Overnight batch", "start": "2026-11-30T23:00:00+01:00", "end": "2026-12-01T08:15:00+01:00",
+           # DAY (a Tuesday, tests/support/days.py), Paris time (UTC+1: DAY is in winter).
+           {"subject": "Overnight batch", "start": at(-1, "23:00:00+01:00"), "end": at(0, "08:15:00+01:00"),
             "showAs": "busy"},
-           {"subject": "Doctor", "start": "2026-12-01T08:15:00+01:00", "end": "2026-12-01T08:45:00+01:00",
+           {"subject": "Doctor", "start": at(0, "08:15:00+01:00"), "end": at(0, "08:45:00+01:00"),
             "showAs": "busy", "sensitivity": "private", "location": {"displayName": "Clinic"}},
-           {"subject": "Standup", "start": "2026-12-01T09:00:00+01:00", "end": "2026-12-01T09:15:00+01:00",
+           {"subject": "Standup", "start": at(0, "09:00:00+01:00"), "end": at(0, "09:15:00+01:00"),
             "showAs": "busy", "location": {"displayName": "Room 1"}},
-           {"subject": "Design review", "start": "2026-12-01T10:00:00+01:00", "end": "2026-12-01T11:00:00+01:00",
+           {"subject": "Design review", "start": at(0, "10:00:00+01:00"), "end": at(0, "11:00:00+01:00"),
             "showAs": "tentative"},
-           {"subject": "Offsite", "start": "2026-12-01T13:00:00+01:00", "end": "2026-12-01T17:00:00+01:00",
+           {"subject": "Offsite", "start": at(0, "13:00:00+01:00"), "end": at(0, "17:00:00+01:00"),
             "showAs": "oof"},
-           {"subject": "Focus", "start": "2026-12-01T11:30:00+01:00", "end": "2026-12-01T12:00:00+01:00",
+           {"subject": "Focus", "start": at(0, "11:30:00+01:00"), "end": at(0, "12:00:00+01:00"),
             "showAs": "free"},
        ]}
 BEN = {"id": "1c0b7f52-5b6c-4a8e-9d3e-7f5a2b1c9d01", "mail": "ben@fabrikam.example", "displayName": "Ben Brown",
@@ -61,23 +63,23 @@ BEN = {"id": "1c0b7f52-5b6c-4a8e-9d3e-7f5a2b1c9d01", "mail": "ben@fabrikam.examp
        "workingHours": {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
                         "startTime": "08:00:00", "endTime": "16:00:00"},
        "events": [
-           {"subject": "Ben busy", "start": "2026-12-01T03:00:00-05:00", "end": "2026-12-01T04:00:00-05:00",
+           {"subject": "Ben busy", "start": at(0, "03:00:00-05:00"), "end": at(0, "04:00:00-05:00"),
             "showAs": "busy"},  # 09:00-10:00 Paris
-           {"subject": "Ben remote", "start": "2026-12-01T05:00:00-05:00", "end": "2026-12-01T06:00:00-05:00",
+           {"subject": "Ben remote", "start": at(0, "05:00:00-05:00"), "end": at(0, "06:00:00-05:00"),
             "showAs": "workingElsewhere"},  # 11:00-12:00 Paris
        ]}
 CAT = {"id": "2d1c8a63-6c7d-4b9f-8e4f-8a6b3c2d0e12", "mail": "cat@fabrikam.example", "displayName": "Cat Chen",
        "timeZone": "Asia/Kolkata", "events": []}
 DAN = {"id": "3e2d9b74-7d8e-4ca0-9f50-9b7c4d3e1f23", "mail": "dan@fabrikam.example", "displayName": "Dan Outside",
        "timeZone": "UTC",
-       "events": [{"subject": "Dan busy", "start": "2026-12-01T12:00:00Z", "end": "2026-12-01T13:00:00Z",
+       "events": [{"subject": "Dan busy", "start": at(0, "12:00:00Z"), "end": at(0, "13:00:00Z"),
                    "showAs": "busy"}]}
 EVE = {"id": "4f3eac85-8e9f-4db1-a061-ac8d5e4f2034", "mail": "eve@fabrikam.example", "displayName": "Eve Evans",
        "timeZone": "Europe/Paris",
        "workingHours": {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
                         "startTime": "09:00:00", "endTime": "17:00:00"},
-       "events": [{"subject": "Eve all morning", "start": "2026-12-01T09:00:00+01:00",
-                   "end": "2026-12-01T12:00:00+01:00", "showAs": "busy"}]}
+       "events": [{"subject": "Eve all morning", "start": at(0, "09:00:00+01:00"),
+                   "end": at(0, "12:00:00+01:00"), "showAs": "busy"}]}
 BOB = {"id": "a9d09b65-a620-4c61-8786-5be9b82897ab", "mail": "bob@contoso.example", "displayName": "Bob",
        "timeZone": "America/Chicago"}
 RITA = {"id": "5a4fbd96-9fa0-4ec2-b172-bd9e6f503145", "mail": "rita@readonly.example", "displayName": "Rita",

@@ -26,6 +26,8 @@ def at(*parts: int) -> datetime:
 
 
 # ----- NCRONTAB -----
+# Literal dates on purpose: pure calendar arithmetic on fixed instants handed to the schedule (the
+# next occurrence after a given moment), never compared with today, so they cannot expire.
 
 
 @pytest.mark.parametrize(

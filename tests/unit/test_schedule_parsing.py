@@ -4,8 +4,9 @@ from datetime import UTC, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from availability.schedule import Part, busy_from_view, plan, reason_of, working_hours
+from tests.support.days import DAY
 
-START = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
+START = datetime.combine(DAY, time(14), UTC)
 
 
 def test_availability_view_becomes_busy_intervals_when_items_are_absent():

@@ -16,20 +16,33 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from availability.slots import Busy, Participant, SlotQuery, WorkingHours, find_slots
+from tests.support.days import DAY
+from tools.dates import next_transition
 
 ZONES = ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham",
          "America/Sao_Paulo", "Asia/Tehran", "Europe/Berlin", "America/St_Johns"]
-# Days with DST changes somewhere in ZONES, and an ordinary one.
-BASE_DAYS = [datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 3, 29, tzinfo=UTC),
-             datetime(2026, 10, 25, tzinfo=UTC), datetime(2026, 4, 5, tzinfo=UTC), datetime(2026, 10, 4, tzinfo=UTC),
-             datetime(2026, 12, 1, tzinfo=UTC)]
+# The zones of ZONES that still change their clocks (São Paulo and Tehran no longer do): US and
+# Canada, the EU and UK, Lord Howe's half-hour change and Chatham's at :45, both hemispheres.
+DST_ZONES = ["America/New_York", "America/St_Johns", "Europe/London", "Europe/Berlin", "Australia/Lord_Howe",
+             "Pacific/Chatham"]
+# The next real DST changes of those zones after today, each way (windows are drawn within 36
+# hours of them), and an ordinary day.
+BASE_TIMES = sorted({next_transition(zone, fall_back=fall_back).at for zone in DST_ZONES
+                     for fall_back in (True, False)} | {datetime.combine(DAY, time(0), UTC)})
+
+
+def on_day(offset_days: int, hour: int, minute: int = 0) -> datetime:
+    """`hour`:`minute` UTC on the tests' day (tests/support/days.py) + `offset_days`."""
+    return datetime.combine(DAY + timedelta(days=offset_days), time(hour, minute), UTC)
+
+
 STATUSES = ["free", "tentative", "busy", "oof", "workingElsewhere", "unknown"]
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
 @st.composite
 def scenarios(draw):
-    base = draw(st.sampled_from(BASE_DAYS)) + timedelta(minutes=draw(st.integers(-36 * 60, 36 * 60)))
+    base = draw(st.sampled_from(BASE_TIMES)) + timedelta(minutes=draw(st.integers(-36 * 60, 36 * 60)))
     length = timedelta(minutes=draw(st.integers(30, 60 * 60)))
     start, end = base, base + length
     duration = timedelta(minutes=draw(st.integers(5, 240)))
@@ -145,12 +158,19 @@ def test_engine_matches_the_minute_by_minute_oracle(scenario):
 
 def test_fall_back_gives_both_instants_and_spring_forward_skips():
     zone = ZoneInfo("America/New_York")
-    fall = SlotQuery(start=datetime(2026, 11, 1, 5, 0, tzinfo=UTC), end=datetime(2026, 11, 1, 7, 30, tzinfo=UTC),
+    # New York's next real fall-back (02:00 EDT becomes 01:00 EST) and spring-forward (02:00 EST
+    # becomes 03:00 EDT) after today.
+    back, forward = next_transition(zone.key, fall_back=True), next_transition(zone.key, fall_back=False)
+    assert (back.before, back.after) == (timedelta(hours=-4), timedelta(hours=-5))
+    assert (forward.before, forward.after) == (timedelta(hours=-5), timedelta(hours=-4))
+    assert back.at.astimezone(zone).strftime("%H:%M%z") == "01:00-0500"
+    assert forward.at.astimezone(zone).strftime("%H:%M%z") == "03:00-0400"
+    fall = SlotQuery(start=back.at - timedelta(hours=1), end=back.at + timedelta(hours=1, minutes=30),
                      duration=timedelta(minutes=30), step_minutes=30, buffer=timedelta(0), max_slots=50, zone=zone,
                      respect_working_hours=False)
     starts = [s.strftime("%H:%M%z") for s, _ in find_slots([Participant("a@x.example")], fall).slots]
     assert starts == ["01:00-0400", "01:30-0400", "01:00-0500", "01:30-0500", "02:00-0500"]
-    spring = SlotQuery(start=datetime(2026, 3, 8, 6, 0, tzinfo=UTC), end=datetime(2026, 3, 8, 8, 0, tzinfo=UTC),
+    spring = SlotQuery(start=forward.at - timedelta(hours=1), end=forward.at + timedelta(hours=1),
                        duration=timedelta(minutes=30), step_minutes=30, buffer=timedelta(0), max_slots=50, zone=zone,
                        respect_working_hours=False)
     starts = [s.strftime("%H:%M%z") for s, _ in find_slots([Participant("a@x.example")], spring).slots]
@@ -158,10 +178,10 @@ def test_fall_back_gives_both_instants_and_spring_forward_skips():
 
 
 def test_buffer_counts_busy_time_just_outside_the_window_and_reaches_outside_working_hours():
-    zone = ZoneInfo("Europe/London")
+    zone = ZoneInfo("Europe/London")  # at UTC+0 on DAY, which is in northern winter
     hours = WorkingHours(frozenset(DAYS), time(9), time(17), zone)
-    busy = [Busy(datetime(2026, 12, 1, 8, 45, tzinfo=UTC), datetime(2026, 12, 1, 9, 0, tzinfo=UTC))]
-    query = SlotQuery(start=datetime(2026, 12, 1, 9, 0, tzinfo=UTC), end=datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+    busy = [Busy(on_day(0, 8, 45), on_day(0, 9, 0))]
+    query = SlotQuery(start=on_day(0, 9, 0), end=on_day(0, 10, 0),
                       duration=timedelta(minutes=30), step_minutes=15, buffer=timedelta(minutes=15),
                       max_slots=50, zone=zone)
     starts = [s.strftime("%H:%M") for s, _ in find_slots([Participant("a@x.example", busy, hours)], query).slots]
@@ -171,12 +191,12 @@ def test_buffer_counts_busy_time_just_outside_the_window_and_reaches_outside_wor
 def test_night_shift_crosses_midnight_and_back_to_back_periods_merge():
     zone = ZoneInfo("UTC")
     night = WorkingHours(frozenset(DAYS), time(22), time(6), zone)
-    query = SlotQuery(start=datetime(2026, 12, 1, 21, 0, tzinfo=UTC), end=datetime(2026, 12, 2, 7, 0, tzinfo=UTC),
+    query = SlotQuery(start=on_day(0, 21, 0), end=on_day(1, 7, 0),
                       duration=timedelta(hours=8), step_minutes=60, buffer=timedelta(0), max_slots=50, zone=zone)
     starts = [s.strftime("%d %H:%M") for s, _ in find_slots([Participant("a@x.example", (), night)], query).slots]
-    assert starts == ["01 22:00"]
+    assert starts == [f"{DAY:%d} 22:00"]
     always = WorkingHours(frozenset(DAYS), time(0), time(0), zone)  # midnight to midnight, every day: merged
-    query = SlotQuery(start=datetime(2026, 12, 1, 20, 0, tzinfo=UTC), end=datetime(2026, 12, 2, 6, 0, tzinfo=UTC),
+    query = SlotQuery(start=on_day(0, 20, 0), end=on_day(1, 6, 0),
                       duration=timedelta(hours=8), step_minutes=60, buffer=timedelta(0), max_slots=50, zone=zone)
     assert len(find_slots([Participant("a@x.example", (), always)], query).slots) == 3
 
@@ -184,7 +204,7 @@ def test_night_shift_crosses_midnight_and_back_to_back_periods_merge():
 def test_empty_reasons_in_order():
     zone = ZoneInfo("UTC")
     weekend = WorkingHours(frozenset({"saturday"}), time(9), time(17), zone)
-    query = SlotQuery(start=datetime(2026, 12, 1, 9, 0, tzinfo=UTC), end=datetime(2026, 12, 1, 17, 0, tzinfo=UTC),
+    query = SlotQuery(start=on_day(0, 9, 0), end=on_day(0, 17, 0),
                       duration=timedelta(minutes=30), step_minutes=30, buffer=timedelta(0), max_slots=50, zone=zone)
     person = Participant("a@x.example", [Busy(query.start, query.end)], weekend)
     assert find_slots([person], query, unavailable=True).empty_reason == "participant_unavailable"

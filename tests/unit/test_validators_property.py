@@ -4,7 +4,7 @@ other exception ever escapes (which would be a 500)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,15 +13,21 @@ from availability.request import parse as parse_availability
 from booking.request import idempotency_key
 from booking.request import parse as parse_booking
 from shared.errors import InvalidRequest
+from tests.support.days import DAY, at
 
-NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+# The clock handed to the parsers (injected, so every example is deterministic): noon UTC a week
+# before the tests' day, which is itself computed from today.
+NOW = datetime.combine(DAY - timedelta(days=7), time(12), UTC)
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                     max_leaves=12)
 EMAILS = st.sampled_from(["ada@contoso.com", "GRACE@contoso.com", "x", "", "a@b", "alan@contoso.com"]) | st.text()
-TIMES = st.sampled_from(["2026-12-01T09:00:00-05:00", "2026-12-01T17:00:00-05:00", "2026-12-01T09:00:00",
-                         "2027-06-01T00:00:00Z", "2020-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00",
-                         "0001-01-01T00:00:00+14:00", "2026-12-01T10:00:00.123456+05:30"]) | st.text(max_size=30)
+# After NOW: the day's working hours, a naive time, one 26 weeks on (past the 90-day window) and one
+# with microseconds; literal on purpose: a time long past whatever today is, and the two ends of
+# datetime's range (they overflow it once converted to UTC).
+TIMES = st.sampled_from([at(0, "09:00:00-05:00"), at(0, "17:00:00-05:00"), at(0, "09:00:00"),
+                         at(182, "00:00:00Z"), "2020-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00",
+                         "0001-01-01T00:00:00+14:00", at(0, "10:00:00.123456+05:30")]) | st.text(max_size=30)
 ZONES = st.sampled_from(["America/New_York", "UTC", "Europe/London", "Mars/Base", "Eastern Standard Time", ""])
 NUMBERS = st.integers(-10, 3000) | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=4) | st.none()
 
