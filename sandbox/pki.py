@@ -87,7 +87,11 @@ def _same_public_key(cert: x509.Certificate, key: rsa.RSAPrivateKey) -> bool:
 
 
 def _fresh(cert: x509.Certificate) -> bool:
-    return cert.not_valid_after_utc - _now() > _RENEW_BEFORE
+    """Valid now and for a while yet. A certificate made under a clock moved forward (a test run
+    under libfaketime) is not yet valid once the clock is back: it is made again, as is one that
+    expired or is about to."""
+    now = _now()
+    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc - now > _RENEW_BEFORE
 
 
 def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -242,7 +246,8 @@ def ensure_pki(state_dir: Path) -> Pki:
     signing_key_path, signing_cert_path = state_dir / "signing-key.pem", state_dir / "signing-cert.pem"
     signing_key = _load_key(signing_key_path)
     signing_cert = _load_cert(signing_cert_path)
-    if signing_key is None or signing_cert is None or not _same_public_key(signing_cert, signing_key):
+    if (signing_key is None or signing_cert is None or not _same_public_key(signing_cert, signing_key)
+            or not _fresh(signing_cert)):
         signing_key = _new_key()
         signing_cert = _make_signing_cert(signing_key)
         write_private(signing_key_path, _key_pem(signing_key))
