@@ -8,12 +8,15 @@ STAMP_NODE := node_modules/.installed
 INFRA_VENV := infra/.venv
 STAMP_INFRA := $(INFRA_VENV)/.installed
 
-.PHONY: setup browser infra-tools run test lint bench fuzz clean
+.PHONY: setup browser faketime infra-tools run test test-future lint bench fuzz clean
 
 setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_INFRA)
 
 browser:
 	bash tools/ensure_chromium.sh
+
+faketime:
+	bash tools/ensure_faketime.sh
 
 $(STAMP_PY): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +43,15 @@ run: setup local.settings.json
 lint: $(STAMP_PY)
 	$(PY) -m ruff check .
 
+# The clock offsets (libfaketime) `make test-future` runs the unit and integration tests at.
+OFFSETS ?= +45d +400d
+
 test: setup browser lint
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-future
+
+test-future: setup faketime
+	OFFSETS="$(OFFSETS)" PY=$(PY) bash tools/test_future.sh
 
 fuzz: setup
 	FUZZ_EXAMPLES=1500 $(PY) -m pytest tests/fuzz -s
