@@ -14,27 +14,55 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from tools.azurite import start_azurite
+from tools.dates import iso, rebase_seed, week_monday
 from tools.procs import stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = ROOT / ".local"
+# Where the run keeps its state (Azurite's data, the sandbox's CA and vault). Tests point it at a
+# temporary folder, so they never write the repository's own .local/.
+LOCAL = Path(os.environ.get("RUN_LOCAL_DIR") or ROOT / ".local")
 SANDBOX_PORT = 8443
 HOST_PORT = 7071
 AZURITE_PORTS = (10000, 10001, 10002)
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on the port now. The bind uses SO_REUSEADDR, as Azurite, the
+    sandbox and the local host do, so sockets of a previous run still in TIME_WAIT do not count as
+    busy (they would for a minute without it); a socket that listens on the port still does."""
     import socket
 
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
+
+
+# The Tuesday whose week sandbox/seed.json's events are written for (literal on purpose: the
+# anchor they are moved from); `make run` moves them to next week, so the demo never expires.
+DEMO_SEED_ANCHOR = date(2026, 12, 1)
+
+
+def demo_day(now: datetime | None = None) -> date:
+    """The Tuesday of next week: the demo calendars' first busy day, ahead of today whatever today is."""
+    today = (now or datetime.now(UTC)).date()
+    return week_monday(today) + timedelta(days=7 + 1)
+
+
+def write_demo_seed(path: Path, now: datetime | None = None) -> date:
+    """sandbox/seed.json with its events moved to next week (each keeping its wall-clock time in
+    its owner's zone), written to `path`; answers the demo day."""
+    day = demo_day(now)
+    seed = json.loads((ROOT / "sandbox" / "seed.json").read_text(encoding="utf-8"))
+    path.write_text(json.dumps(rebase_seed(seed, anchor=DEMO_SEED_ANCHOR, target=day), indent=1), encoding="utf-8")
+    return day
 
 
 def _host_command() -> tuple[list[str], str]:
@@ -49,7 +77,8 @@ def main() -> int:
     if busy:
         print(f"make run: ports already in use on 127.0.0.1: {busy}; is another `make run` going?", file=sys.stderr)
         return 1
-    LOCAL.mkdir(exist_ok=True)
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    day = write_demo_seed(LOCAL / "sandbox-seed.json")
     settings = json.loads((ROOT / "local.settings.json").read_text())["Values"]
     started: list[subprocess.Popen] = []
     stopping = threading.Event()
@@ -67,7 +96,7 @@ def main() -> int:
         print(f"starting the Microsoft cloud sandbox on https://127.0.0.1:{SANDBOX_PORT} ...", flush=True)
         sandbox = subprocess.Popen(
             [sys.executable, "-m", "sandbox", "--port", str(SANDBOX_PORT), "--state-dir", str(LOCAL / "sandbox"),
-             "--seed", str(ROOT / "sandbox" / "seed.json")],
+             "--seed", str(LOCAL / "sandbox-seed.json")],
             cwd=ROOT, start_new_session=True,
         )
         started.append(sandbox)
@@ -82,7 +111,7 @@ def main() -> int:
         host = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         started.append(host)
         wait_for_port(HOST_PORT, timeout=60, process=host)
-        _print_try(settings)
+        _print_try(settings, day)
 
         while not stopping.is_set():
             for process in started:
@@ -106,7 +135,9 @@ def main() -> int:
 DEMO_TENANT = "9611863f-3d0e-49af-8fcb-1bf70cb3bd01"  # contoso.example in sandbox/seed.json
 
 
-def _print_try(settings: dict[str, str]) -> None:
+def _print_try(settings: dict[str, str], day: date) -> None:
+    ca = LOCAL / "sandbox" / "ca.pem"
+    ca_shown = ca.relative_to(ROOT) if ca.is_relative_to(ROOT) else ca
     base = f"http://127.0.0.1:{HOST_PORT}/api"
     print(
         f"""
@@ -119,14 +150,15 @@ Connect the demo tenant (contoso.example, not consented yet):
        -d '{{"organizationId": "org-demo", "mode": "domain"}}'
   curl -s -X POST {base}/tenants/{DEMO_TENANT}/consent -H 'Content-Type: application/json' \\
        -d '{{"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"}}'
-  then open the redirectUrl in a browser that trusts .local/sandbox/ca.pem, pick ada@contoso.example,
+  then open the redirectUrl in a browser that trusts {ca_shown}, pick ada@contoso.example,
   click Accept, and find the tenant enabled: curl -s {base}/tenants/{DEMO_TENANT}
 Free time and a booking:
   curl -s -X POST {base}/tenants/{DEMO_TENANT}/availability -H 'Content-Type: application/json' \\
        -d '{{"organizer": "ada@contoso.example", "attendees": ["grace@contoso.example"],
-            "start": "2026-12-07T09:00:00-05:00", "end": "2026-12-07T17:00:00-05:00", "durationMinutes": 30}}'
-The sandbox (https://127.0.0.1:{SANDBOX_PORT}, CA .local/sandbox/ca.pem) logs every call:
-  curl -s --cacert .local/sandbox/ca.pem https://127.0.0.1:{SANDBOX_PORT}/_sandbox/requests
+            "start": "{iso(day, "09:00", "America/New_York")}", "end": "{iso(day, "17:00", "America/New_York")}",
+            "durationMinutes": 30}}'
+The sandbox (https://127.0.0.1:{SANDBOX_PORT}, CA {ca_shown}) logs every call:
+  curl -s --cacert {ca_shown} https://127.0.0.1:{SANDBOX_PORT}/_sandbox/requests
 Settings come from local.settings.json (app client id {settings.get("APP_CLIENT_ID")}).
 Ctrl-C stops everything.""",
         flush=True,
