@@ -4,7 +4,8 @@
 A GET answers a 200 HTML page with exactly one ``<form method="post">`` posting back to the same
 path: hidden inputs carry the request's parameters, a ``<select name="account">`` lists the
 tenant's users by e-mail (every seeded tenant's users for ``organizations`` / ``common``; the
-``login_hint`` one ``selected``), and two buttons ``name="action"``: ``accept`` and ``cancel``.
+one the ``login_hint`` names ``selected``: by UPN, as Microsoft's sign-in takes it, or by any
+other name of the user), and two buttons ``name="action"``: ``accept`` and ``cancel``.
 No other inputs. The POST of that form answers a 302 to the (registered) ``redirect_uri``:
 
 - admin consent, accept: ``admin_consent=True&tenant=<GUID>&scope=<granted>&state=...``
@@ -50,6 +51,7 @@ from urllib.parse import unquote, urlencode
 
 from .grants import GrantStore, consented_scopes, grant_for_user, grant_tenant_wide, tenant_has_admin
 from .identity import MULTI_TENANT_SEGMENTS, ScopeError, ScopeRequest, graph_scope_string, parse_scope
+from .seed import user_keys
 from .web import HttpError, Request, Response, Route
 
 __all__ = ["ROUTES", "GrantStore"]  # server.Sandbox makes its GrantStore through this module
@@ -111,11 +113,11 @@ def _permission_items(cr: ConsentRequest) -> list[str]:
 
 def _consent_page(req: Request, cr: ConsentRequest) -> Response:
     with req.sandbox.state.lock:
-        accounts = [(u["mail"], u["displayName"]) for _, u in _accounts(req, cr.tenant)]
-    hint = (cr.params.get("login_hint") or "").lower()
+        accounts = [(u["mail"], u["displayName"], user_keys(u)) for _, u in _accounts(req, cr.tenant)]
+    hint = (cr.params.get("login_hint") or "").strip().lower()
     options = "\n".join(
-        f"<option value=\"{_e(mail)}\"{' selected' if mail == hint else ''}>{_e(name)} ({_e(mail)})</option>"
-        for mail, name in accounts)
+        f"<option value=\"{_e(mail)}\"{' selected' if hint in keys else ''}>{_e(name)} ({_e(mail)})</option>"
+        for mail, name, keys in accounts)
     hidden = "\n".join(f"<input type=\"hidden\" name=\"{_e(k)}\" value=\"{_e(v)}\">" for k, v in cr.params.items())
     permissions = "\n".join(f"<li>{_e(item)}</li>" for item in _permission_items(cr))
     app_name = _e(cr.app["displayName"])

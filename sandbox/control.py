@@ -1,8 +1,10 @@
 """The sandbox's own control endpoints, under ``/_sandbox/`` (never used by production code).
 
 - ``GET /_sandbox/health`` -> ``{"status": "ok"}``.
-- ``POST /_sandbox/reset`` with a seed body (see ``sandbox.state`` for what a reset replaces);
-  a bad body is a 400 with a Graph-style error listing every problem, and changes nothing.
+- ``POST /_sandbox/reset`` with a seed body (see ``sandbox.state`` for what a reset replaces;
+  Graph's settings come from the body's ``graph`` object, else go back to their defaults); a bad
+  body is a 400 with a Graph-style error listing every problem, and changes nothing. Answers
+  ``{"status": "reset", "homeTenantId", "apps", "tenants", "vaultReset", "graph"}``.
 - ``GET /_sandbox/requests[?since=<index>]`` -> ``{"value": [{"index", "method", "path", "query",
   "status", "time", "durationMs"}], "nextIndex": n}``: the requests received outside
   ``/_sandbox/``; ``since`` keeps those with ``index >= since``. ``DELETE`` clears the log.
@@ -12,7 +14,8 @@
   and revokes the refresh tokens issued there. Then refresh tokens answer ``invalid_grant``
   AADSTS65001 and client credentials AADSTS700016 (see ``sandbox.identity``). Answers
   ``{"tenantId", "revokedClientIds", "refreshTokensRevoked"}``.
-- ``POST /_sandbox/users/{email}/revoke``: revokes one user's refresh tokens, as an admin's
+- ``POST /_sandbox/users/{email}/revoke`` (``{email}``: any name of the user: mail, proxy
+  address, UPN or id): revokes one user's refresh tokens, as an admin's
   "revoke sessions" does; they then answer ``invalid_grant`` AADSTS50173. Answers
   ``{"userId", "tenantId", "refreshTokensRevoked"}``.
 

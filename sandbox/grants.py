@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .seed import user_keys
+
 CODE_LIFETIME = 600
 REFRESH_TOKEN_LIFETIME = 90 * 24 * 3600
 # Codes and refresh tokens stay known this long past expiry, so that an expired one is told
@@ -198,9 +200,9 @@ def tenant_has_admin(tenant: dict[str, Any]) -> bool:
 
 
 def find_user(tenant: dict[str, Any], key: str) -> dict[str, Any] | None:
-    """A tenant's user by mail or id (case-insensitive)."""
-    key = key.lower()
+    """A tenant's user by any name: id, UPN, mail or proxy address (case-insensitive)."""
+    key = key.strip().lower()
     for user in tenant.get("users", []):
-        if key in (user.get("mail"), user.get("id")):
+        if key in user_keys(user):
             return user
     return None

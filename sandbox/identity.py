@@ -20,8 +20,13 @@ accepted for discovery too, as Microsoft does).
 Access tokens are v1-style RS256 JWTs (``iss`` ``https://sts.windows.net/{tid}/``, ``appid``)
 signed by the key in ``pki``: app-only ones have ``idtyp: app`` and ``roles`` when any; delegated
 ones (Graph only) ``idtyp: user``, ``scp`` (space-separated, no resource prefix), ``oid`` (the
-user), ``upn``/``unique_name``/``name``. ``verify_access_token`` checks both kinds for the resource
-handlers. ID tokens are v2 (``iss`` ``<sandbox origin>/{tid}/v2.0``, ``aud`` the client id).
+user), ``upn``/``unique_name`` (the user's userPrincipalName), ``name``. ``verify_access_token``
+checks both kinds for the resource handlers. ID tokens are v2 (``iss`` ``<sandbox
+origin>/{tid}/v2.0``, ``aud`` the client id) with ``preferred_username`` = the userPrincipalName
+(the sign-in name, "the primary username that represents the user",
+https://learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference) and
+``email`` = the mail; the two differ for a user whose seed gives another ``userPrincipalName``,
+so a client must not take ``preferred_username`` for an e-mail address.
 
 Errors have the identity platform's JSON shape (``error``, ``error_description`` with the
 ``AADSTSnnnn:`` prefix and the trace/correlation/timestamp lines, ``error_codes``, ``timestamp``,
@@ -49,6 +54,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .grants import consented_scopes, find_user
 from .pki import b64url
+from .seed import user_principal_name
 from .state import service_principal_id
 from .web import HttpError, Request, Response, Route
 
@@ -253,7 +259,8 @@ def issue_user_access_token(sandbox: Sandbox, *, tenant_id: str, user: dict[str,
         sandbox, tenant_id=tenant_id, audience=GRAPH_RESOURCE, appid=app["clientId"], oid=user["id"],
         app_display_name=app["displayName"], appidacr=appidacr,
         extra={"idtyp": "user", "scp": " ".join(scp), "sub": pairwise_subject(app["clientId"], user["id"]),
-               "upn": user["mail"], "unique_name": user["mail"], "name": user["displayName"], "amr": ["pwd"],
+               "upn": user_principal_name(user), "unique_name": user_principal_name(user),
+               "name": user["displayName"], "amr": ["pwd"],
                "acr": "1", "ipaddr": "127.0.0.1"})
 
 
@@ -264,7 +271,7 @@ def issue_id_token(sandbox: Sandbox, *, tenant_id: str, user: dict[str, Any], cl
     claims: dict[str, Any] = {
         "aud": client_id, "iss": f"{sandbox.base_url}/{tenant_id}/v2.0", "iat": now, "nbf": now,
         "exp": now + ID_TOKEN_LIFETIME, "aio": b64url(secrets.token_bytes(24)), "email": user["mail"],
-        "name": user["displayName"], "oid": user["id"], "preferred_username": user["mail"],
+        "name": user["displayName"], "oid": user["id"], "preferred_username": user_principal_name(user),
         "rh": b64url(secrets.token_bytes(12)) + ".", "sub": pairwise_subject(client_id, user["id"]),
         "tid": tenant_id, "uti": b64url(secrets.token_bytes(16)), "ver": "2.0",
     }

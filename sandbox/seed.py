@@ -5,6 +5,21 @@ e-mail addresses lower-cased, defaults filled in) holding only the sections the 
 raises ``SeedError`` listing every problem found, with a JSON-pointer-like path for each.
 Unknown properties are errors (a typo such as ``"consent"`` would otherwise pass silently); to
 add a property, add it to the ``*_KEYS`` set of its level here.
+
+People (SANDBOX.md "Additions for callers, identities and Outlook's own behaviour"):
+- ``userPrincipalName``: the sign-in name, an address-like string; default: the user's ``mail``.
+- ``proxyAddresses``: the user's other SMTP addresses, each plain (``fay@fabrikam.example``) or
+  with Exchange's prefix (``smtp:`` for a secondary, ``SMTP:`` for the primary; the prefix's case
+  is not otherwise checked). Kept as plain lower-cased addresses without the ``mail``; any other
+  prefix (``SIP:``, ``X500:``...) is an error: the sandbox only models SMTP addresses.
+- Within a tenant, an object id, a UPN and every SMTP address (mail or proxy) name at most one
+  user: a value used by two users is an error, also across kinds (one user's UPN as another's
+  proxy address). Entra keeps UPNs and proxy addresses unique separately; the sandbox takes the
+  harsher single namespace so that no lookup is ever ambiguous.
+- A group's ``members`` may name a user by id, UPN or any SMTP address; they are kept as mails.
+
+``graph`` (top level): ``{"transactionIdWindowSeconds": n}``, Graph's settings (see
+``sandbox.state``): n a number of seconds >= 0, default 120.
 """
 
 from __future__ import annotations
@@ -17,11 +32,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography import x509
 
-SEED_KEYS = {"homeTenantId", "apps", "vault", "tenants", "managedIdentity", "resetVault"}
+SEED_KEYS = {"homeTenantId", "apps", "vault", "tenants", "managedIdentity", "resetVault", "graph"}
 APP_KEYS = {"clientId", "clientSecret", "certificates", "redirectUris", "permissions", "displayName"}
 TENANT_KEYS = {"tenantId", "domain", "displayName", "consented", "applicationAccessPolicy", "groups", "users",
                "allowUserConsent"}
-USER_KEYS = {"id", "mail", "displayName", "isAdmin", "timeZone", "workingHours", "events"}
+USER_KEYS = {"id", "mail", "userPrincipalName", "proxyAddresses", "displayName", "isAdmin", "timeZone",
+             "workingHours", "events"}
+GRAPH_KEYS = {"transactionIdWindowSeconds"}
 GROUP_KEYS = {"id", "mail", "displayName", "members"}
 WORKING_HOURS_KEYS = {"daysOfWeek", "startTime", "endTime"}
 MANAGED_IDENTITY_KEYS = {"identityHeader", "principalId", "clientId"}
@@ -37,6 +54,7 @@ DEFAULT_TIME_ZONE = "UTC"
 DEFAULT_WORKING_HOURS = {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
                          "startTime": "08:00:00", "endTime": "17:00:00"}
 DEFAULT_IDENTITY_HEADER = "sandbox-identity-header"
+DEFAULT_TRANSACTION_ID_WINDOW_SECONDS = 120
 RESERVED_TENANT_SEGMENTS = {"organizations", "common", "consumers"}
 
 SECRET_NAME_RE = re.compile(r"[0-9a-zA-Z-]{1,127}")
@@ -59,6 +77,32 @@ def is_guid(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def smtp_addresses(user: dict[str, Any]) -> list[str]:
+    """A (validated) user's SMTP addresses, lower-cased: the mail first, then the proxy addresses."""
+    mail = str(user.get("mail") or "").lower()
+    others = [str(a).lower() for a in user.get("proxyAddresses") or [] if str(a).lower() != mail]
+    return [mail, *dict.fromkeys(others)] if mail else list(dict.fromkeys(others))
+
+
+def user_principal_name(user: dict[str, Any]) -> str:
+    """A (validated) user's UPN, lower-cased (the mail when the seed gives none)."""
+    return str(user.get("userPrincipalName") or user.get("mail") or "").lower()
+
+
+def user_keys(user: dict[str, Any]) -> list[str]:
+    """Every value that names the user somewhere: object id, UPN, SMTP addresses (lower-cased)."""
+    return list(dict.fromkeys(k for k in (str(user.get("id") or "").lower(), user_principal_name(user),
+                                          *smtp_addresses(user)) if k))
+
+
+def check_transaction_id_window(value: Any) -> float | int | None:
+    """``transactionIdWindowSeconds`` if valid (a finite number >= 0, not a boolean), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0 \
+            or value == float("inf"):
+        return None
+    return value
 
 
 def parse_event_time(value: str) -> datetime:
@@ -199,11 +243,36 @@ def _event(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
     return event
 
 
+def _proxy_addresses(c: _Checker, value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        c.fail(where, 'must be a list of SMTP addresses ("fay@fabrikam.example" or "smtp:fay@fabrikam.example")')
+        return []
+    result = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            c.fail(f"{where}/{i}", "must be a string")
+            continue
+        prefix, sep, rest = item.partition(":")
+        if sep and "@" not in prefix:
+            if prefix.lower() != "smtp":
+                c.fail(f"{where}/{i}", f"{item!r}: only SMTP addresses are modelled (smtp:/SMTP: or none)")
+                continue
+            item = rest
+        address = c.mail(item, f"{where}/{i}")
+        if address:
+            result.append(address)
+    return result
+
+
 def _user(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
     if not c.obj(value, where, USER_KEYS):
         return None
     user_id = c.guid(value.get("id"), f"{where}/id")
     mail = c.mail(value.get("mail"), f"{where}/mail")
+    upn = c.mail(value["userPrincipalName"], f"{where}/userPrincipalName") if "userPrincipalName" in value else mail
+    proxies = [a for a in _proxy_addresses(c, value.get("proxyAddresses"), f"{where}/proxyAddresses") if a != mail]
     display_name = c.string(value.get("displayName", mail or ""), f"{where}/displayName")
     is_admin = value.get("isAdmin", False)
     if not isinstance(is_admin, bool):
@@ -218,7 +287,8 @@ def _user(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
         c.fail(f"{where}/events", "must be a list")
         events = []
     checked_events = [_event(c, e, f"{where}/events/{i}") for i, e in enumerate(events)]
-    return {"id": user_id, "mail": mail, "displayName": display_name, "isAdmin": is_admin is True,
+    return {"id": user_id, "mail": mail, "userPrincipalName": upn, "proxyAddresses": list(dict.fromkeys(proxies)),
+            "displayName": display_name, "isAdmin": is_admin is True,
             "timeZone": time_zone, "workingHours": _working_hours(c, value.get("workingHours"),
                                                                   f"{where}/workingHours"),
             "events": [e for e in checked_events if e is not None]}
@@ -239,10 +309,10 @@ def _tenant(c: _Checker, value: Any, where: str, app_ids: set[str] | None) -> di
         c.fail(f"{where}/users", "must be a list")
     by_key: dict[str, dict[str, Any]] = {}
     for i, user in enumerate(users):
-        for key in (user["id"], user["mail"]):
-            if key and key in by_key:
-                c.fail(f"{where}/users/{i}", f"duplicate user id or mail {key!r}")
-            elif key:
+        for key in user_keys(user):
+            if key in by_key and by_key[key] is not user:
+                c.fail(f"{where}/users/{i}", f"duplicate user id, userPrincipalName or SMTP address {key!r}")
+            else:
                 by_key[key] = user
     groups = []
     for i, group in enumerate(value.get("groups") or []):
@@ -253,7 +323,7 @@ def _tenant(c: _Checker, value: Any, where: str, app_ids: set[str] | None) -> di
         for member in c.string_list(group.get("members", []), f"{gw}/members"):
             user = by_key.get(member.lower())
             if user is None:
-                c.fail(f"{gw}/members", f"{member!r} is not a user (mail or id) of this tenant")
+                c.fail(f"{gw}/members", f"{member!r} is not a user (id, UPN or SMTP address) of this tenant")
             else:
                 members.append(user["mail"])
         mail = c.mail(group.get("mail"), f"{gw}/mail")
@@ -348,6 +418,13 @@ def validate_seed(raw: Any, *, require_home: bool, current_app_ids: set[str] | N
             for key in ("principalId", "clientId"):
                 if key in mi:
                     out["managedIdentity"][key] = c.guid(mi[key], f"/managedIdentity/{key}")
+    if "graph" in raw:
+        graph = raw["graph"]
+        if c.obj(graph, "/graph", GRAPH_KEYS):
+            window = graph.get("transactionIdWindowSeconds", DEFAULT_TRANSACTION_ID_WINDOW_SECONDS)
+            if check_transaction_id_window(window) is None:
+                c.fail("/graph/transactionIdWindowSeconds", "must be a number of seconds >= 0")
+            out["graph"] = {"transactionIdWindowSeconds": window}
     if "tenants" in raw:
         if not isinstance(raw["tenants"], list):
             c.fail("/tenants", "must be a list")

@@ -159,7 +159,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.request.shutdown(socket.SHUT_RDWR)
         else:
-            self._send(req, response)
+            try:
+                self._send(req, response)
+            except OSError:
+                # The client went away (gave up, or died) before the answer: the request was still
+                # received and done, so it is logged like any other.
+                self.close_connection = True
         duration_ms = round((time.monotonic() - start) * 1000, 1)
         if not raw_path.startswith("/_sandbox/"):
             entry = {"method": self.command, "path": raw_path, "query": redact_query(query),

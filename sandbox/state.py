@@ -5,6 +5,12 @@ Reset semantics (SANDBOX.md): ``POST /_sandbox/reset`` replaces ``tenants``. App
 tenant, the managed identity, vault secrets and the signing key stay, unless the body names
 ``apps`` (replaced), ``homeTenantId`` (replaced), ``managedIdentity`` (replaced), ``vault`` (the
 vault then holds exactly those secrets) or ``"resetVault": true`` (the vault is emptied first).
+
+Graph's settings (``graph``, SANDBOX.md "Control"): ``transactionIdWindowSeconds`` (default 120).
+The seed file's ``graph`` object sets them at start; a reset sets them from its body's ``graph``
+object, and a reset without one restores the defaults (the sandbox's choice: a reset puts a test
+back on known ground, like the tenants it replaces); ``PATCH /_sandbox/graph`` changes them in
+between (``sandbox.graph.control``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .seed import DEFAULT_IDENTITY_HEADER, is_guid, validate_seed
+from .seed import DEFAULT_IDENTITY_HEADER, DEFAULT_TRANSACTION_ID_WINDOW_SECONDS, is_guid, validate_seed
 
 if TYPE_CHECKING:
     from .keyvault import VaultStore
@@ -30,6 +36,10 @@ REQUEST_LOG_LIMIT = 100_000
 def service_principal_id(tenant_id: str, client_id: str) -> str:
     """The object id of ``client_id``'s service principal in ``tenant_id`` (stable across runs)."""
     return str(uuid.uuid5(SANDBOX_NAMESPACE, f"servicePrincipal/{tenant_id.lower()}/{client_id.lower()}"))
+
+
+def default_graph_settings() -> dict[str, Any]:
+    return {"transactionIdWindowSeconds": DEFAULT_TRANSACTION_ID_WINDOW_SECONDS}
 
 
 class RequestLog:
@@ -67,6 +77,8 @@ class SandboxState:
         self.tenants: list[dict[str, Any]] = []
         self.managed_identity: dict[str, str] = {}
         self._managed_identity_config: dict[str, Any] = {}
+        self.graph_settings: dict[str, Any] = default_graph_settings()
+        self._apply_graph(seed.get("graph"))
         self._apply_apps(seed.get("apps", []))
         self._apply_managed_identity(seed.get("managedIdentity"))
         self._apply_tenants(seed.get("tenants", []))
@@ -96,6 +108,7 @@ class SandboxState:
                 # The managed identity's default ids derive from the home tenant.
                 self._apply_managed_identity(seed.get("managedIdentity", self._managed_identity_config))
             self._apply_tenants(seed.get("tenants", []))
+            self._apply_graph(seed.get("graph"))
             if seed.get("resetVault") or "vault" in seed:
                 self.vault.clear()
             if "vault" in seed:
@@ -103,7 +116,11 @@ class SandboxState:
             self.reset_count += 1
             return {"homeTenantId": self.home_tenant_id, "apps": sorted(self.apps),
                     "tenants": [t["tenantId"] for t in self.tenants],
-                    "vaultReset": bool(seed.get("resetVault") or "vault" in seed)}
+                    "vaultReset": bool(seed.get("resetVault") or "vault" in seed),
+                    "graph": dict(self.graph_settings)}
+
+    def _apply_graph(self, graph: dict[str, Any] | None) -> None:
+        self.graph_settings = {**default_graph_settings(), **(graph or {})}
 
     def _apply_apps(self, apps: list[dict[str, Any]]) -> None:
         self.apps = {app["clientId"]: copy.deepcopy(app) for app in apps}

@@ -1,5 +1,5 @@
 """Microsoft Graph calendars under ``/v1.0/`` (paths case-insensitive, as Graph's are), and the
-control endpoint ``GET /_sandbox/users/{email}/events``.
+control endpoints ``GET /_sandbox/users/{email}/events`` and ``GET|PATCH /_sandbox/graph``.
 
 Modules: ``auth`` (token, mailbox, permissions, application access policy, concurrency),
 ``store`` (events per mailbox; ``Sandbox.calendars``), ``model`` (the event), ``schedule``
@@ -28,6 +28,8 @@ ROUTES: list[Route] = [
     ("DELETE", _EVENTS + r"/(?P<eid>[^/]+)", events.delete_event),
     ("POST", _EVENTS + r"/(?P<eid>[^/]+)/cancel", events.cancel_event),
     ("GET", r"/_sandbox/users/(?P<email>[^/]+)/events", control.user_events),
+    ("GET", r"/_sandbox/graph", control.graph_settings),
+    ("PATCH", r"/_sandbox/graph", control.patch_graph_settings),
 ]
 
 __all__ = ["ROUTES", "CalendarStore"]

@@ -14,10 +14,15 @@ passes, in this order.
    Calendars.ReadBasic, findMeetingTimes the .Shared scopes); findMeetingTimes is delegated only.
    Else 403 ``ErrorAccessDenied`` "Access is denied. Check credentials and try again."
    (github.com/microsoftgraph/microsoft-graph-docs/issues/2341).
-4. The path mailbox: a user of the token's tenant (``tid``) by id or mail, case-insensitive; else
+4. The path mailbox: a user of the token's tenant (``tid``) by object id or userPrincipalName,
+   case-insensitive, on every ``/users/{x}`` route, as Microsoft documents the segment
+   (``/users/{id | userPrincipalName}``, https://learn.microsoft.com/en-us/graph/api/user-get).
+   Anything else, the user's mail when it differs from the UPN and proxy addresses included, is
    404 ``ErrorInvalidUser`` "The requested user '<x>' is invalid."
-   (github.com/microsoftgraph/microsoft-graph-docs/issues/7909). A delegated caller reaches only
-   its own mailbox (the sandbox's choice: calendars are not shared); another one is 403.
+   (github.com/microsoftgraph/microsoft-graph-docs/issues/7909): Exchange may resolve an SMTP
+   address there, but Microsoft does not document it, so the sandbox does not. ``/me`` is the
+   token's ``oid``. A delegated caller reaches only its own mailbox (the sandbox's choice:
+   calendars are not shared); another one is 403.
 5. Application access policy (app-only): a path mailbox outside the policy's group is 403
    ``ErrorAccessDenied`` "Access to OData is disabled." (learn.microsoft.com/graph/auth-limit-mailbox-access).
 6. Concurrency: more than 4 requests in flight for one mailbox from one app is 429
@@ -193,12 +198,12 @@ def open_call(req: Request, need: str) -> GraphCall:
     store: CalendarStore = req.sandbox.calendars
     if is_me:
         segment = "me"
-        user = store.user(caller.tenant_id, caller.user_id or "")
+        user = store.path_user(caller.tenant_id, caller.user_id or "")
         if user is None:
             raise fail(req, 404, "ErrorInvalidUser", f"The requested user '{caller.claims.get('oid')}' is invalid.")
     else:
         segment = unquote(groups["user"])
-        user = store.user(caller.tenant_id, segment)
+        user = store.path_user(caller.tenant_id, segment)
         if user is None:
             raise fail(req, 404, "ErrorInvalidUser", f"The requested user '{segment}' is invalid.")
         if caller.delegated and str(user["id"]).lower() != caller.user_id:

@@ -3,8 +3,18 @@ with or without ``/calendar``), and ``GET .../calendar``.
 
 - Create (https://learn.microsoft.com/en-us/graph/api/user-post-events): 201 with the full event.
   ``singleValueExtendedProperties`` are kept, not echoed (read them with ``$expand``). A repeated
-  ``transactionId`` (same app, same mailbox) answers 201 with the existing event, creating nothing
-  (the sandbox's choice: Microsoft documents no duplicate answer).
+  ``transactionId`` (same app, same mailbox) within ``transactionIdWindowSeconds`` of the first
+  create answers 201 with the existing event, creating nothing (the sandbox's choice: Microsoft
+  documents neither a window nor a duplicate answer; see ``store``). Outside it, a new event.
+- ``start``/``end`` (dateTimeTimeZone, https://learn.microsoft.com/en-us/graph/api/resources/datetimetimezone)
+  may name different zones. A local time that occurs twice in its zone (the hour a fall-back
+  repeats) is read as its first occurrence (zoneinfo ``fold=0``: before the change), on create and
+  update alike; Exchange documents no reading, so a client must send an unambiguous time.
+- ``GET .../calendar`` (https://learn.microsoft.com/en-us/graph/api/calendar-get; Calendars.Read
+  or ReadWrite, and the application access policy, as the other reads): the default calendar,
+  ``name`` "Calendar", ``owner`` the user's display name and mail (the primary SMTP address, not
+  the UPN), ``isDefaultCalendar`` true, Teams the only online meeting provider; ``$select`` of
+  calendar properties (an unknown one is 400 ``RequestBroker--ParseUri``), ``id`` always shown.
 - Get / list (event-get, user-list-events): ``$select``, ``$expand``, ``$filter`` (see ``odata``);
   an unknown id is 404 ``ErrorItemNotFound`` "The specified object was not found in the store.";
   an id that is not one at all is 400 ``ErrorInvalidIdMalformed`` "Id is malformed.".
@@ -13,6 +23,7 @@ with or without ``/calendar``), and ``GET .../calendar``.
 - Cancel (event-cancel): 202, organizer only; an attendee's copy is 400 "Your request can't be
   completed. You need to be an organizer to cancel a meeting." (the page gives the message, not
   the code: ``ErrorInvalidRequest`` is the sandbox's).
+Every route here takes ``/users/{id | userPrincipalName}`` only (see ``auth``).
 An app reads events any app created: the service itself limits what it looks at.
 """
 
@@ -20,13 +31,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import uuid
 from typing import Any
 from urllib.parse import unquote, urlencode
 
 from ..web import HttpError, Response
 from .auth import READ, WRITE, GraphCall, mailbox_route
 from .common import bad_request, fail, graph_json, json_object_body, metadata
-from .model import EventInputError, StoredEvent, read_event_input, render_event
+from .model import ALLOWED_MEETING_PROVIDERS, EventInputError, StoredEvent, read_event_input, render_event
 from .odata import EventQuery, QueryError, parse_query
 
 DEFAULT_PAGE_SIZE = 10
@@ -150,17 +163,59 @@ def cancel_event(call: GraphCall) -> Response:
     return Response.empty(202)
 
 
+# Every structural property of graph.calendar (and graph.entity), in the order Graph's example shows.
+CALENDAR_PROPERTIES = ("id", "name", "color", "hexColor", "isDefaultCalendar", "changeKey", "canShare",
+                       "canViewPrivateItems", "canEdit", "allowedOnlineMeetingProviders",
+                       "defaultOnlineMeetingProvider", "isTallyingResponses", "isRemovable", "owner")
+_CALENDAR_CANONICAL = {name.lower(): name for name in CALENDAR_PROPERTIES}
+
+
+def _calendar_select(call: GraphCall) -> list[str] | None:
+    text = next((values[0] for key, values in call.req.query.items() if key.lower() == "$select"), None)
+    if text is None:
+        return None
+    names: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name = _CALENDAR_CANONICAL.get(part.lower())
+        if name is None:
+            raise bad_request(call.req, "RequestBroker--ParseUri",
+                              f"Could not find a property named '{part}' on type 'microsoft.graph.calendar'.")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def calendar_resource(user: dict[str, Any]) -> dict[str, Any]:
+    """The user's default calendar as ``GET .../calendar`` shows it (ids stable per user)."""
+    raw_id = b"\x00\x03\x24\x00" + uuid.UUID(str(user["id"])).bytes + hashlib.sha256(
+        f"calendar/{user['id']}".encode()).digest()[:26]
+    change_key = base64.b64encode(hashlib.sha256(f"calendar-change/{user['id']}".encode()).digest()[:20])
+    return {
+        "id": base64.urlsafe_b64encode(raw_id).decode("ascii"), "name": "Calendar", "color": "auto", "hexColor": "",
+        "isDefaultCalendar": True, "changeKey": change_key.decode("ascii"), "canShare": True,
+        "canViewPrivateItems": True, "canEdit": True, "allowedOnlineMeetingProviders": list(ALLOWED_MEETING_PROVIDERS),
+        "defaultOnlineMeetingProvider": ALLOWED_MEETING_PROVIDERS[0], "isTallyingResponses": True,
+        "isRemovable": False,
+        # The owner's address is the primary SMTP address (the mail), never the UPN.
+        "owner": {"name": user.get("displayName") or user["mail"], "address": user["mail"]},
+    }
+
+
 @mailbox_route(READ)
 def get_calendar(call: GraphCall) -> Response:
     """The default calendar (https://learn.microsoft.com/en-us/graph/api/calendar-get)."""
-    user = call.user
-    calendar_id = "AAMkA" + base64.urlsafe_b64encode(str(user["id"]).encode("ascii")).decode("ascii")
-    answer = {
-        "@odata.context": metadata(call.req, f"users('{call.context_segment}')/calendar/$entity"),
-        "id": calendar_id, "name": "Calendar", "color": "auto", "hexColor": "", "isDefaultCalendar": True,
-        "changeKey": "fJKVL07sbkmIfHqjbDnRgQAAAAACOA==", "canShare": True, "canViewPrivateItems": True,
-        "canEdit": True, "allowedOnlineMeetingProviders": ["teamsForBusiness"],
-        "defaultOnlineMeetingProvider": "teamsForBusiness", "isTallyingResponses": True, "isRemovable": False,
-        "owner": {"name": user.get("displayName") or user["mail"], "address": user["mail"]},
+    select = _calendar_select(call)
+    full = calendar_resource(call.user)
+    selected = f"({','.join(select)})" if select else ""
+    answer: dict[str, Any] = {
+        "@odata.context": metadata(call.req, f"users('{call.context_segment}')/calendar{selected}/$entity"),
+        "@odata.etag": f'W/"{full["changeKey"]}"',
     }
+    if select is None:
+        answer.update(full)
+    else:
+        answer["id"] = full["id"]
+        answer.update({name: full[name] for name in select})
     return graph_json(200, answer)

@@ -16,7 +16,8 @@ The sandbox's choices (Microsoft documents none):
 - Candidates start on a 30-minute grid of the organizer's local time, inside a time slot, and
   for work/personal wholly inside one day's working hours. Without time slots: from now for 7 days.
 - An attendee's availability over a candidate is its worst item: oof > busy > tentative >
-  unknown > workingElsewhere > free; an address that is not a user of the tenant is ``unknown``.
+  unknown > workingElsewhere > free; an address that is not an SMTP address (mail or proxy
+  address) of a user of the tenant is ``unknown`` (object ids and UPNs are not addresses here).
   Scores: tentative 50 %, oof 0 %, workingElsewhere 100 %.
 - The organizer is not scored (Microsoft's example suggests times where the organizer is
   tentative at confidence 100); unless ``isOrganizerOptional``, a candidate where the organizer is
@@ -199,7 +200,7 @@ def find_meeting_times(call: GraphCall) -> Response:
         if isinstance(ci_get(email, "name"), str):
             shown_email["name"] = ci_get(email, "name")
         attendees.append(({"type": kind, "emailAddress": shown_email},
-                          store.user(call.caller.tenant_id, address)))
+                          store.smtp_user(call.caller.tenant_id, address)))
 
     prefs = call.prefs
     slots = _slots(call, constraint)

@@ -7,7 +7,13 @@ Choices where Microsoft documents nothing:
   ids), case-sensitive. Each item has a REST id and an immutable id; answers show the REST id,
   or the immutable id under ``Prefer: IdType="ImmutableId"``. Either is accepted in a path.
 - ``start``/``end`` are kept in the zone the client gave (``originalStartTimeZone``) and rendered
-  in the ``Prefer: outlook.timezone`` zone, UTC by default, as Graph does.
+  in the ``Prefer: outlook.timezone`` zone, UTC by default, as Graph does. Each names its own
+  zone (start and end may differ). A local time that occurs twice in a Windows or IANA zone (the
+  hour repeated when clocks fall back) is read as its FIRST occurrence, the offset before the
+  change (zoneinfo ``fold=0``), on create and update: Exchange documents no reading
+  (https://learn.microsoft.com/en-us/graph/api/resources/datetimetimezone says nothing of it),
+  so a client that means the second one must send UTC or an offset. A local time that does not
+  exist (skipped when clocks spring forward) is read with the offset before the change too.
 - A body that turns on ``isOnlineMeeting`` gets a Teams join block appended to ``body`` (Graph
   writes the join blob into the body, https://learn.microsoft.com/en-us/graph/outlook-calendar-online-meetings);
   ``onlineMeeting`` carries ``joinUrl``. The sandbox calendar allows only ``teamsForBusiness``.

@@ -25,11 +25,16 @@ Answer: ``value`` in request order. ``availabilityView``: one digit per interval
 the overlapping items: 0 free (also workingElsewhere, as documented, and unknown: the sandbox's
 choice, the digit set has nothing else), 1 tentative, 2 busy, 3 oof; the last interval may be
 partial. ``scheduleItems``: the items overlapping the window (straddling ones included), by start,
-with ``isPrivate``/``subject``/``location`` only for normal or personal sensitivity. An address
-that is not a user of the tenant gets only ``scheduleId`` and ``error`` (responseCode "5009",
+with ``isPrivate``/``subject``/``location`` only for normal or personal sensitivity. ``scheduleId``
+echoes the address as sent. A schedule is resolved by any of the user's SMTP addresses (mail or
+proxy addresses: calendar-getschedule documents ``schedules`` as "A collection of SMTP addresses of
+users, distribution lists, or resources"), not by object id nor by a UPN that is not also an SMTP
+address (the harsher reading; Microsoft documents no other form). An address that is not an SMTP
+address of a user of the tenant gets only ``scheduleId`` and ``error`` (responseCode "5009",
 graph-facts.md §1); for an app-only caller, a user outside the application access policy gets
 ``error`` {"message": "Access to OData is disabled.", "responseCode": "ErrorAccessDenied"} (the
-sandbox's choice: Microsoft documents none). Distribution lists are not expanded (5009 too).
+sandbox's choice: Microsoft documents none).
+Distribution lists are not expanded (5009 too).
 """
 
 from __future__ import annotations
@@ -123,7 +128,7 @@ def get_schedule(call: GraphCall) -> Response:
     parts = []
     with store.lock:
         for schedule_id in schedules:
-            user = store.user(call.caller.tenant_id, schedule_id)
+            user = store.smtp_user(call.caller.tenant_id, schedule_id)
             if user is None:
                 parts.append(dumps({"scheduleId": schedule_id, "error": {
                     "message": f"Unable to resolve e-mail address {schedule_id} to an Active Directory object.",

@@ -18,8 +18,24 @@ Cross-mailbox behaviour (Exchange's, as far as documented; the rest is the sandb
   new REST id (the old one is then 404) and keeps its immutable id (readable, ``isCancelled:
   true``). Delete removes the item (both ids 404). Items in Deleted Items are neither listed nor
   counted by getSchedule / findMeetingTimes; cancelled items are not counted either.
-- ``transactionId``: a repeat by the same app for the same mailbox while the first event exists
-  (cancelled or not) creates nothing and answers the existing event.
+- ``transactionId`` (https://learn.microsoft.com/en-us/graph/api/resources/event: a client-chosen
+  id "to avoid redundant POST operations in case of client retries"; Microsoft documents no
+  window, no scope and no answer for a repeat): a repeat by the same app for the same mailbox
+  within ``transactionIdWindowSeconds`` (``SandboxState.graph_settings``, default 120, 0 turns
+  it off) of the first create, while the first event exists (cancelled or not), creates nothing
+  and answers the existing event. Outside the window, or when the first event was deleted, the
+  repeat creates a new event, which then starts its own window. The window is read at the time
+  of the repeat (a ``PATCH /_sandbox/graph`` applies to events already created) and measured on
+  the monotonic clock. A short window is the harsher reading: a client that retries late must
+  not count on the dedupe and has to reconcile by its own tag.
+
+People (https://learn.microsoft.com/en-us/graph/api/user-get: ``/users/{id | userPrincipalName}``):
+``path_user`` resolves a ``/users/{x}`` path segment by object id or UPN only; ``smtp_user``
+resolves an SMTP address (getSchedule's ``schedules``, attendees' ``emailAddress.address``,
+findMeetingTimes' attendees) by the user's mail or proxy addresses only: not by object id, and
+not by UPN unless it is also one of those (the harsher reading: these are documented as SMTP
+addresses). All lookups ignore case. An attendee invited by a proxy address gets a copy like
+one invited by the mail; the organizer's attendee list keeps the address as sent.
 """
 
 from __future__ import annotations
@@ -27,9 +43,11 @@ from __future__ import annotations
 import bisect
 import copy
 import threading
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..seed import DEFAULT_TRANSACTION_ID_WINDOW_SECONDS, smtp_addresses, user_principal_name
 from .model import (
     NO_RESPONSE_TIME,
     EventInput,
@@ -150,8 +168,12 @@ class CalendarStore:
         self.verified_tokens: dict[str, dict[str, Any]] = {}  # bearer token -> claims (auth.py)
         self._source: list[dict[str, Any]] | None = None
         self.mailboxes: dict[str, Mailbox] = {}
-        self._directory: dict[str, dict[str, dict[str, Any]]] = {}
-        self._transactions: dict[tuple[str, str, str], StoredEvent] = {}
+        # Per tenant: users by id and UPN (paths), and by SMTP address (mail, proxy addresses).
+        self._paths: dict[str, dict[str, dict[str, Any]]] = {}
+        self._smtp: dict[str, dict[str, dict[str, Any]]] = {}
+        # (mailbox id, app id, transactionId) -> (the event, monotonic time of its create)
+        self._transactions: dict[tuple[str, str, str], tuple[StoredEvent, float]] = {}
+        self.clock = time.monotonic
         self._by_ical: dict[str, list[StoredEvent]] = {}
         self.derived: dict[Any, Any] = {}  # caches of values computed from the seed; emptied on rebuild
         self.sync()
@@ -165,15 +187,20 @@ class CalendarStore:
             if tenants is self._source:
                 return
             self._source = tenants
-            self.mailboxes, self._directory, self._transactions, self._by_ical = {}, {}, {}, {}
+            self.mailboxes, self._transactions, self._by_ical = {}, {}, {}
+            self._paths, self._smtp = {}, {}
             self.derived = {}
             for tenant in tenants:
-                keys: dict[str, dict[str, Any]] = {}
+                paths: dict[str, dict[str, Any]] = {}
+                smtp: dict[str, dict[str, Any]] = {}
                 for user in tenant.get("users", []):
-                    keys[str(user["id"]).lower()] = user
-                    keys[str(user["mail"]).lower()] = user
+                    paths[str(user["id"]).lower()] = user
+                    paths[user_principal_name(user)] = user
+                    for address in smtp_addresses(user):
+                        smtp[address] = user
                     self.mailboxes[str(user["id"])] = Mailbox(user, tenant["tenantId"])
-                self._directory[tenant["tenantId"]] = keys
+                self._paths[tenant["tenantId"]] = paths
+                self._smtp[tenant["tenantId"]] = smtp
             for tenant in tenants:
                 for user in tenant.get("users", []):
                     for raw in user.get("events", []):
@@ -184,23 +211,33 @@ class CalendarStore:
         zone_name = windows_name(mailbox.user.get("timeZone") or "UTC")
         zone = resolve_zone(zone_name) if zone_name else UTC
         body = dict(raw)
+        instants = {}
         for key in ("start", "end"):
-            instant = datetime.fromisoformat(str(raw[key]).replace("Z", "+00:00"))
-            body[key] = {"dateTime": format_local(instant, zone), "timeZone": zone_name}
+            instants[key] = datetime.fromisoformat(str(raw[key]).replace("Z", "+00:00"))
+            body[key] = {"dateTime": format_local(instants[key], zone), "timeZone": zone_name}
         try:
             given = read_event_input(body, lenient=True)
         except EventInputError:
             given = read_event_input({k: body[k] for k in ("subject", "start", "end", "showAs") if k in body},
                                      lenient=True)
+        # The seed gives exact instants (with offsets): keep them, even where the local time shown
+        # is the second occurrence of a repeated (fall-back) hour, which reading it back would miss.
+        given.start, given.end = instants["start"], instants["end"]
         self._insert(mailbox, given, app_id=None)
 
     # -- lookups -------------------------------------------------------------------------------
 
-    def user(self, tenant_id: str, key: str) -> dict[str, Any] | None:
-        """A user of the tenant by id or mail (case-insensitive)."""
+    def path_user(self, tenant_id: str, key: str) -> dict[str, Any] | None:
+        """A user of the tenant as a ``/users/{x}`` path names one: object id or UPN (any case)."""
         with self.lock:
             self.sync()
-            return self._directory.get(tenant_id, {}).get(key.strip().lower())
+            return self._paths.get(tenant_id, {}).get(key.strip().lower())
+
+    def smtp_user(self, tenant_id: str, address: str) -> dict[str, Any] | None:
+        """A user of the tenant by one of its SMTP addresses: mail or proxy address (any case)."""
+        with self.lock:
+            self.sync()
+            return self._smtp.get(tenant_id, {}).get(address.strip().lower())
 
     def mailbox(self, user: dict[str, Any]) -> Mailbox:
         with self.lock:
@@ -208,14 +245,19 @@ class CalendarStore:
             return self.mailboxes[str(user["id"])]
 
     def mailbox_by_mail(self, mail: str) -> Mailbox | None:
-        """Any tenant's mailbox by mail or id (the control endpoint)."""
+        """Any tenant's mailbox by any name of its user: SMTP address, UPN or id (control routes)."""
         with self.lock:
             self.sync()
             key = mail.strip().lower()
-            for directory in self._directory.values():
+            for directory in (*self._smtp.values(), *self._paths.values()):
                 if key in directory:
                     return self.mailboxes[str(directory[key]["id"])]
             return None
+
+    def transaction_window(self) -> float:
+        """``transactionIdWindowSeconds`` as the state holds it now."""
+        settings = getattr(self.state, "graph_settings", None) or {}
+        return float(settings.get("transactionIdWindowSeconds", DEFAULT_TRANSACTION_ID_WINDOW_SECONDS))
 
     def get(self, mailbox: Mailbox, item_id: str) -> StoredEvent | None:
         with self.lock:
@@ -268,20 +310,23 @@ class CalendarStore:
         with self.lock:
             self.sync()
             transaction_id = given.changes.get("transactionId")
+            now = self.clock()
             if transaction_id:
-                key = (mailbox.id, app_id, transaction_id)
-                existing = self._transactions.get(key)
-                if existing is not None and mailbox.items.get(existing.immutable_id) is existing:
-                    return existing, False
+                known = self._transactions.get((mailbox.id, app_id, transaction_id))
+                if known is not None:
+                    existing, created_at = known
+                    if now - created_at < self.transaction_window() \
+                            and mailbox.items.get(existing.immutable_id) is existing:
+                        return existing, False
             ev = self._insert(mailbox, given, app_id=app_id)
             if transaction_id:
-                self._transactions[(mailbox.id, app_id, transaction_id)] = ev
+                self._transactions[(mailbox.id, app_id, transaction_id)] = (ev, now)
             for attendee in ev.props["attendees"]:
                 self._copy_for(ev, attendee["emailAddress"]["address"])
             return ev, True
 
     def _copy_for(self, organizer_item: StoredEvent, address: str) -> StoredEvent | None:
-        user = self._directory.get(organizer_item.tenant_id, {}).get(address.lower())
+        user = self._smtp.get(organizer_item.tenant_id, {}).get(address.strip().lower())
         if user is None or str(user["id"]) == organizer_item.mailbox_id:
             return None
         target = self.mailboxes[str(user["id"])]
@@ -353,7 +398,7 @@ class CalendarStore:
             new_attendees = {a["emailAddress"]["address"].lower() for a in ev.props.get("attendees") or []}
             for item in self._copies(ev):
                 owner = self.mailboxes[item.mailbox_id].user
-                if owner["mail"].lower() not in new_attendees:
+                if new_attendees.isdisjoint(smtp_addresses(owner)):
                     self._cancel_copy(item)
                     continue
                 for name in PROPAGATED:
@@ -373,7 +418,7 @@ class CalendarStore:
             if ev.props.get("isOrganizer"):
                 for item in self._copies(ev):
                     self._cancel_copy(item)
-                self._transactions = {k: v for k, v in self._transactions.items() if v is not ev}
+                self._transactions = {k: v for k, v in self._transactions.items() if v[0] is not ev}
             mailbox.remove(ev)
 
     def cancel(self, mailbox: Mailbox, ev: StoredEvent) -> None:

@@ -91,7 +91,8 @@ class BadDateTime(ValueError):
 
 
 def parse_local(text: object, zone: tzinfo) -> datetime:
-    """Parse a ``dateTime`` value; a value without offset is local time in ``zone``."""
+    """Parse a ``dateTime`` value; a value without offset is local time in ``zone``, read with
+    ``fold=0``: a repeated (fall-back) local time is its first occurrence (see ``model``)."""
     if not isinstance(text, str):
         raise BadDateTime(f"{text!r} is not a date-time string")
     match = _DATETIME_RE.fullmatch(text.strip())
@@ -109,7 +110,7 @@ def parse_local(text: object, zone: tzinfo) -> datetime:
         naive = datetime.fromisoformat(iso)
     except ValueError as exc:
         raise BadDateTime(str(exc)) from None
-    return naive.replace(tzinfo=zone)
+    return naive.replace(tzinfo=zone, fold=0)
 
 
 def format_local(instant: datetime, zone: tzinfo) -> str:

@@ -80,6 +80,14 @@ EVE = {"id": "4f3eac85-8e9f-4db1-a061-ac8d5e4f2034", "mail": "eve@fabrikam.examp
                         "startTime": "09:00:00", "endTime": "17:00:00"},
        "events": [{"subject": "Eve all morning", "start": at(0, "09:00:00+01:00"),
                    "end": at(0, "12:00:00+01:00"), "showAs": "busy"}]}
+# A user whose sign-in name (UPN) is not her mail, with a second SMTP address: Graph paths take
+# the id or the UPN, schedules and attendees any of her SMTP addresses (SANDBOX.md).
+FAY = {"id": "7b6c5d4e-3f2a-4b1c-9d8e-0f1a2b3c4d5e", "mail": "fay.fischer@fabrikam.example",
+       "userPrincipalName": "ffischer@fabrikam.onmicrosoft.example", "proxyAddresses": ["smtp:fay@fabrikam.example"],
+       "displayName": "Fay Fischer", "timeZone": "America/New_York",
+       "events": [{"subject": "Fay busy", "start": at(0, "10:00:00-05:00"), "end": at(0, "11:00:00-05:00"),
+                   "showAs": "busy"}]}  # 15:00-16:00 UTC
+FAY_UPN, FAY_PROXY = FAY["userPrincipalName"], "fay@fabrikam.example"
 BOB = {"id": "a9d09b65-a620-4c61-8786-5be9b82897ab", "mail": "bob@contoso.example", "displayName": "Bob",
        "timeZone": "America/Chicago"}
 RITA = {"id": "5a4fbd96-9fa0-4ec2-b172-bd9e6f503145", "mail": "rita@readonly.example", "displayName": "Rita",
@@ -93,8 +101,8 @@ def graph_seed() -> dict[str, Any]:
          "consented": {CLIENT_ID: {"application": ["Calendars.ReadWrite"], "delegated": ["Calendars.ReadWrite"]}},
          "applicationAccessPolicy": {CLIENT_ID: POLICY_GROUP},
          "groups": [{"id": POLICY_GROUP, "mail": "10kc-users@fabrikam.example",
-                     "members": [ANN["mail"], BEN["mail"], CAT["mail"], EVE["mail"]]}],
-         "users": [ANN, BEN, CAT, DAN, EVE]},
+                     "members": [ANN["mail"], BEN["mail"], CAT["mail"], EVE["mail"], FAY_UPN]}],
+         "users": [ANN, BEN, CAT, DAN, EVE, FAY]},
         {"tenantId": CONTOSO, "domain": "contoso.example", "displayName": "Contoso (not consented)", "users": [BOB]},
         {"tenantId": READONLY, "domain": "readonly.example", "displayName": "Read-only consent",
          "consented": {CLIENT_ID: {"application": ["Calendars.Read"], "delegated": []}}, "users": [RITA]},
@@ -140,7 +148,7 @@ def delegated_token(running: RunningServer, tenant: str, user: dict[str, Any],
         running.sandbox, tenant_id=tenant, audience=GRAPH, appid=CLIENT_ID, oid=user["id"],
         app_display_name=APP.get("displayName", "10KC"),
         extra={"idtyp": "user", "scp": " ".join(scopes), "name": user.get("displayName"),
-               "preferred_username": user["mail"], **extra})
+               "upn": user.get("userPrincipalName", user["mail"]), **extra})
     return token
 
 
