@@ -4,6 +4,7 @@ stops the app at start with its name; nothing here does I/O or builds an SDK cli
 import azure.functions as func
 
 from availability.routes import bp as availability_bp
+from booking.background import bp as reconciler_bp
 from booking.routes import bp as booking_bp
 from consent.background import bp as background_bp
 from consent.routes import bp as consent_bp
@@ -18,5 +19,6 @@ app.register_functions(consent_bp)
 app.register_functions(availability_bp)
 app.register_functions(booking_bp)
 app.register_functions(background_bp)
+app.register_functions(reconciler_bp)
 app.register_functions(platform_routes.bp)
 platform_routes.bind_routes(app)

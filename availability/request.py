@@ -66,7 +66,7 @@ def window(body: dict[str, Any], *, now: datetime) -> tuple[datetime, datetime]:
 
 def parse(body: dict[str, Any], *, default_time_zone: str, now: datetime) -> AvailabilityRequest:
     v.only_fields(body, FIELDS)
-    organizer = v.email(body.get("organizer"), "organizer")
+    organizer = v.person(body.get("organizer"), "organizer")
     if "attendees" not in body:
         raise InvalidRequest("attendees is required.", target="attendees")
     attendees = attendee_list(body["attendees"], organizer, minimum=0)

@@ -14,9 +14,9 @@ bp = func.Blueprint()
 @lru_cache(maxsize=1)
 def availability_service():
     from availability.service import AvailabilityService
-    from shared.clients import graph_client, member_tokens
+    from shared.clients import graph_client, member_tokens, people
 
-    return AvailabilityService(graph_client(), member_tokens())
+    return AvailabilityService(graph_client(), member_tokens(), people())
 
 
 @bp.function_name("availability")

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from availability.slots import Busy, Participant, WorkingHours
 from shared.errors import OutsideSecurityGroup
 from shared.graph import GraphClient, GraphError, graph_time
+from shared.people import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -131,22 +132,25 @@ class ScheduleReader:
     def __init__(self, graph: GraphClient) -> None:
         self.graph = graph
 
-    def read(self, tenant_id: str, organizer: str, participants: Sequence[str], start: datetime,
+    def read(self, tenant_id: str, organizer: Mailbox, participants: Sequence[str], start: datetime,
              end: datetime, *, token: str | None = None) -> dict[str, Schedule]:
-        """Each participant's busy time and working hours in `[start, end)`, by e-mail. With a
-        delegated `token` (the organizer's), Graph is asked as the organizer (`/me`)."""
+        """Each participant's busy time and working hours in `[start, end)`, by SMTP address
+        (the organizer's is `organizer.address`). Paths name the organizer as the caller did (object
+        id or UPN: Graph paths take no other address). With a delegated `token` (the organizer's),
+        Graph is asked as the organizer (`/me`)."""
         parts = plan(list(participants), start, end)
-        if token is not None:
-            parts = [Part(organizer, p.schedules, p.start, p.end) for p in parts]
+        parts = [Part(organizer.path if token is not None or p.path_mailbox == organizer.address else p.path_mailbox,
+                      p.schedules, p.start, p.end) for p in parts]
+        organizer_path = organizer.path
         schedules = {email: Schedule(email) for email in participants}
         workers = min(len(parts), 16)
         if workers == 1:
-            answers = [self._run(tenant_id, organizer, parts[0], token)]
+            answers = [self._run(tenant_id, organizer_path, parts[0], token)]
         else:
             from contextvars import copy_context
 
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="getSchedule") as pool:
-                futures = [pool.submit(copy_context().run, self._run, tenant_id, organizer, part, token)
+                futures = [pool.submit(copy_context().run, self._run, tenant_id, organizer_path, part, token)
                            for part in parts]
                 answers = [future.result() for future in futures]
         for part, answer in zip(parts, answers, strict=True):

@@ -14,16 +14,18 @@ from shared.errors import WrongMode
 from shared.graph import GraphClient
 from shared.http import rfc3339
 from shared.members import MemberTokens
+from shared.people import People
 from shared.storage import Tenant, utcnow
 
 log = logging.getLogger(__name__)
 
 
 class AvailabilityService:
-    def __init__(self, graph: GraphClient, members: MemberTokens) -> None:
+    def __init__(self, graph: GraphClient, members: MemberTokens, people: People | None = None) -> None:
         self.graph = graph
         self.members = members
         self.schedules = ScheduleReader(graph)
+        self.people = people or People(graph)
 
     def answer(self, tenant: Tenant, body: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
         now = now or utcnow()
@@ -44,17 +46,22 @@ class AvailabilityService:
 
     def domain(self, tenant: Tenant, request: AvailabilityRequest,
                now: datetime) -> tuple[list[tuple[datetime, datetime]], str | None, list[dict[str, Any]]]:
+        organizer = self.people.organizer(tenant.tenantId, request.organizer)
+        # Graph is asked by SMTP address (getSchedule takes no object id); answers name people as
+        # the caller did. The organizer's address may also be among the attendees.
+        addresses = {name: (organizer.address if name == request.organizer else name) for name in request.participants}
         # Asked for the window widened by the buffer, so busy time just outside it counts.
-        schedules = self.schedules.read(tenant.tenantId, request.organizer, request.participants,
+        schedules = self.schedules.read(tenant.tenantId, organizer, list(dict.fromkeys(addresses.values())),
                                         request.start - request.buffer, request.end + request.buffer)
         participants = []
-        for email in request.participants:
-            reason = schedules[email].reason
-            participants.append({"email": email, "status": "ok"} if reason is None
-                                else {"email": email, "status": "unavailable", "reason": reason})
-        available = [schedules[e].participant() for e in request.participants if schedules[e].reason is None]
-        unavailable = len(available) < len(request.participants)
-        if schedules[request.organizer].reason is not None:
+        for name, address in addresses.items():
+            reason = schedules[address].reason
+            participants.append({"email": name, "status": "ok"} if reason is None
+                                else {"email": name, "status": "unavailable", "reason": reason})
+        known = [schedules[a] for a in dict.fromkeys(addresses.values())]
+        available = [schedule.participant() for schedule in known if schedule.reason is None]
+        unavailable = len(available) < len(known)
+        if schedules[organizer.address].reason is not None:
             return [], "participant_unavailable", participants
         query = SlotQuery(start=request.start, end=request.end, duration=request.duration,
                           step_minutes=request.step_minutes, buffer=request.buffer, max_slots=request.max_slots,

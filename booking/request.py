@@ -53,7 +53,7 @@ def idempotency_key(value: str | None) -> str:
 
 def parse(body: dict[str, Any], *, default_time_zone: str, now: datetime) -> BookingRequest:
     v.only_fields(body, FIELDS)
-    organizer = v.email(body.get("organizer"), "organizer")
+    organizer = v.person(body.get("organizer"), "organizer")
     if "attendees" not in body:
         raise InvalidRequest("attendees is required.", target="attendees")
     attendees = attendee_list(body["attendees"], organizer, minimum=1)

@@ -16,10 +16,16 @@ _BOOKING_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 
 @lru_cache(maxsize=1)
 def booking_service():
-    from booking.service import BookingService
-    from shared.clients import graph_client, member_tokens, repositories
+    from datetime import timedelta
 
-    return BookingService(repositories(), graph_client(), member_tokens())
+    from booking.service import BookingService
+    from shared.clients import graph_client, member_tokens, people, repositories
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    return BookingService(repositories(), graph_client(), member_tokens(), people=people(),
+                          timeout=settings.http_timeout_seconds,
+                          write_margin=timedelta(seconds=settings.graph_write_margin_seconds))
 
 
 def _tenant(tenant_id: str):

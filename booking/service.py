@@ -1,72 +1,74 @@
-"""Bookings: exactly one meeting per request, no double booking, read back only what we created.
+"""Bookings: exactly one meeting per key, at the instants asked, read back only what we created.
+
+A booking's row moves through these states (an arrow is one ETag-checked write):
+
+    (key claimed) --row inserted--> creating --Graph made it (201, or found by its tag)--> confirmed
+                                       |  ^                                                    |
+              create sent, outcome     |  |  every earlier attempt's deadline passed,          | DELETE
+              unknown and not found    v  |  still not found: one new create                   v
+                                     uncertain ------------found by its tag---------------> cancelled
+                                                  (a retry with the key, or the reconciler)
+
+    creating --Graph refused, or throttled before acting--> row and key deleted (the key is free)
 
 Create, in order:
-1. Validate; the tenant enabled (and, delegated, the organizer connected).
-2. Idempotency record for (tenant, key): inserted as `in_progress` with the request's fingerprint
-   and a new booking id. A record already there: another body is 422; a completed one is answered
-   from storage (200, no Graph call); one in progress is waited for up to 10 s, then 409
-   `idempotency_in_progress` — unless its holder's time ran out (a crash), when this request
-   takes it over with an ETag and finishes the job.
-3. The organizer's lease (one booking per organizer at a time), then, with `checkAvailability`,
-   the re-check through the availability path's getSchedule: busy time in `[start, end)` is 409.
-4. The booking row as `creating`, then one Graph create event in the organizer's calendar,
-   tagged with an extended property carrying the booking id, with a `transactionId` derived from
-   tenant and key. Graph documents no duplicate window for `transactionId`, so after a timeout,
-   a dropped connection or a 5xx the event is looked up by the tag first and adopted if there.
-5. The booking `confirmed`, the record `completed`. A failure deletes both, so the key can be
-   used again; nothing that failed is stored.
+1. Validate; the tenant enabled; the organizer's mailbox (object id or UPN in paths; its SMTP
+   address, through its calendar, for getSchedule) or, delegated, the connected member.
+2. The key (booking/idempotency.py): a stored booking is answered (200, no Graph call), another
+   body is 422, a key held by a working request is waited for.
+3. The organizer's lease (shared/leases.py), so two overlapping bookings cannot both pass the
+   re-check. Then, from what the row says: a confirmed row is answered; a row whose event may
+   exist is looked up by our tag and adopted; one whose last attempt may still land (before its
+   `attemptDeadline`) answers 503 `booking_outcome_unknown` and sends nothing.
+4. With `checkAvailability`, the re-check (availability's getSchedule): busy time in the slot is 409.
+5. Before the create: the lease and the key held for the whole write window (the client's timeout
+   plus the time Graph may still act after it, `GRAPH_WRITE_MARGIN_SECONDS`), and the row's
+   `attemptDeadline` written. Then one create. Its outcome:
+   made -> confirmed (201); refused or throttled before acting -> row and key deleted, the error
+   answered; unknown (timeout, dropped, 5xx) and not found by its tag -> `uncertain`, the lease
+   fenced until the deadline (so no other booking of the organizer runs before it could land),
+   503 `booking_outcome_unknown` with `Retry-After`. No second create is ever sent while an earlier
+   one may still land, so exactly-once never rests on Graph's `transactionId`.
+6. The reconciler (the timer's job, `reconcile`) does steps 3 to 5 for rows left `creating` or
+   `uncertain` (a caller that never retried, a host that died).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from availability.schedule import ScheduleReader
 from availability.slots import counts_as_busy
+from booking import events as ev
+from booking.idempotency import KeyLost, Keys
 from booking.request import BookingRequest, parse
 from shared.errors import (
-    AlreadyExists,
     BookingNotFound,
+    BookingOutcomeUnknown,
     ConcurrencyConflict,
-    IdempotencyConflict,
     IdempotencyInProgress,
-    InvalidRequest,
-    OutsideSecurityGroup,
+    ServiceError,
     SlotUnavailable,
-    UpstreamError,
+    UpstreamThrottled,
 )
-from shared.graph import GraphClient, GraphError, as_service_error, graph_time
 from shared.http import rfc3339, utc_stamp
-from shared.leases import hold
+from shared.leases import HeldLease, LeaseLost, hold
 from shared.members import MemberTokens
+from shared.people import Mailbox, People
 from shared.storage import Booking, IdempotencyRecord, Repositories, Tenant, utcnow
+from shared.upstream import service_error
 
 log = logging.getLogger(__name__)
 
-# Our own MAPI named property: tags every event this service creates with its booking id.
-TAG_ID = "String {8c3a5f2e-4b1d-4e6a-9f0c-2d7e1a6b5c94} Name TenKCBookingId"
-TRANSACTION_NAMESPACE = uuid.UUID("5b6f0d2a-6c1e-4f3b-8a9d-7e2c4b1a0f63")
-KEEP_KEYS = timedelta(days=30)
-HOLD_KEY = timedelta(seconds=60)  # longer than one create can take; then another request may take over
 WAIT_FOR_OTHER = 10.0
-CREATE_ATTEMPTS = 3
-IMMUTABLE_IDS = 'IdType="ImmutableId"'
-CANCEL_COMMENT = "This meeting was cancelled through 10KC."
-READ_FIELDS = "start,end,attendees,isCancelled"
-
-
-class _EventMayExist(Exception):
-    """The event was created but the booking could not be confirmed: keep the idempotency record."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
+SLACK = timedelta(seconds=5)  # for the few storage calls around a write
+THROTTLE_ATTEMPTS = 3  # creates refused with 429 (not performed) may be sent again
 
 
 def view(booking: Booking, responses: dict[str, str] | None = None, *, start: datetime | None = None,
@@ -89,32 +91,39 @@ def view(booking: Booking, responses: dict[str, str] | None = None, *, start: da
     }
 
 
-def windows_name(iana: str) -> str:
-    """Graph's dateTimeTimeZone takes Windows names (CLDR's mapping), or UTC."""
-    from tzlocal.windows_tz import tz_win
+@dataclass(frozen=True)
+class Context:
+    """Whose calendar a booking goes into, and how Graph is asked."""
 
-    return tz_win.get(iana, "UTC")
+    tenant: Tenant
+    organizer: Mailbox
+    calendar: ev.Calendar
 
 
 class BookingService:
-    def __init__(self, repos: Repositories, graph: GraphClient, members: MemberTokens, *,
+    def __init__(self, repos: Repositories, graph: Any, members: MemberTokens, *, people: People | None = None,
+                 timeout: float = 10.0, write_margin: timedelta = timedelta(seconds=60),
                  wait_for_other: float = WAIT_FOR_OTHER) -> None:
         self.repos = repos
         self.graph = graph
         self.members = members
+        self.people = people or People(graph)
         self.schedules = ScheduleReader(graph)
-        self.wait_for_other = wait_for_other
+        self.events = ev.Events(graph, timeout=timeout, late_margin=write_margin)
+        self.window = self.events.write_window  # one write: timeout plus the time it may still land
+        self.keys = Keys(repos, window=self.window + SLACK, wait_for_other=wait_for_other)
 
-    # -- access ------------------------------------------------------------------------------
+    # -- access --------------------------------------------------------------------------------
 
-    def _token(self, tenant: Tenant, organizer: str) -> str | None:
-        """The organizer's delegated token in delegated mode (409 if not connected), else None."""
-        if tenant.mode != "delegated":
-            return None
-        return self.members.access_token(tenant.tenantId, organizer)
-
-    def _events_path(self, tenant: Tenant, organizer: str) -> str:
-        return "/me/events" if tenant.mode == "delegated" else f"/users/{quote(organizer, safe='')}/events"
+    def _context(self, tenant: Tenant, organizer: str) -> Context:
+        if tenant.mode == "delegated":
+            token = self.members.access_token(tenant.tenantId, organizer)
+            member = self.repos.member(tenant.tenantId, organizer)
+            mailbox = self.people.organizer(tenant.tenantId, organizer, token=token,
+                                            address=member.email if member else None)
+            return Context(tenant, mailbox, ev.Calendar(tenant.tenantId, organizer, token))
+        mailbox = self.people.organizer(tenant.tenantId, organizer)
+        return Context(tenant, mailbox, ev.Calendar(tenant.tenantId, organizer))
 
     # -- create --------------------------------------------------------------------------------
 
@@ -122,225 +131,245 @@ class BookingService:
         now = utcnow()
         request = parse(body, default_time_zone=tenant.defaultTimeZone, now=now)
         tenant.require_enabled()
-        token = self._token(tenant, request.organizer)
-        fingerprint = request.fingerprint()
-        for _ in range(3):
-            record = IdempotencyRecord(tenantId=tenant.tenantId, key=key, requestHash=fingerprint,
-                                       bookingId="bk_" + uuid.uuid4().hex, expiresAt=now + KEEP_KEYS,
-                                       lockedUntil=now + HOLD_KEY, createdAt=now)
-            try:
-                self.repos.store.insert(record)
-                break
-            except AlreadyExists:
-                existing = self._existing(tenant, key, fingerprint)
-                if isinstance(existing, dict):
-                    return existing, 200
-                if existing is not None:
-                    record = existing  # taken over from a request that died half-way
-                    break
-                # The first request failed and freed the key meanwhile: try again as the first.
-        else:
-            raise IdempotencyInProgress("This Idempotency-Key is busy; retry.", retry_after=1,
-                                        target="Idempotency-Key")
+        claim = self.keys.claim(tenant.tenantId, key, request.fingerprint(),
+                                busy_reason=lambda record: self._unknown_if_uncertain(tenant, record))
+        if claim.done is not None:
+            stored = self.repos.booking(tenant.tenantId, claim.done)
+            if stored is None:  # the row is gone (retention): the key's answer is no longer kept
+                raise BookingNotFound("The booking of this Idempotency-Key is no longer kept.", target="bookingId")
+            return view(stored), 200
+        record = claim.record
+        assert record is not None  # noqa: S101 - a claim holds a record or a done booking id
         try:
-            booking = self._book(tenant, request, record, token)
-        except _EventMayExist as uncertain:
-            # Keep the record in progress: a retry after its hold runs out adopts the event.
-            raise uncertain.error from None
+            context = self._context(tenant, request.organizer)
         except Exception:
-            self._forget(tenant, record)
+            if claim.fresh:
+                self.keys.forget(record)
+            else:
+                self.keys.let_go(record)
             raise
-        record.state, record.lockedUntil = "completed", None
-        try:
-            self.repos.store.update(record)
-        except ConcurrencyConflict:
-            log.warning("idempotency record changed while booking; the booking stands")
-        return view(booking), 201
+        booking, created = self._resolve(context, record, request)
+        return view(booking), 201 if created else 200
 
-    def _existing(self, tenant: Tenant, key: str, fingerprint: str) -> dict[str, Any] | IdempotencyRecord | None:
-        """The stored answer for a key seen before, the record when this request takes over, or
-        None when the key was freed meanwhile (the first request failed)."""
-        deadline = time.monotonic() + self.wait_for_other
-        while True:
-            record = self.repos.idempotency_record(tenant.tenantId, key)
-            if record is None:
-                return None
-            if record.requestHash != fingerprint:
-                raise IdempotencyConflict("This Idempotency-Key was used with another request body.",
-                                          target="Idempotency-Key")
-            if record.state == "completed" and record.bookingId:
-                booking = self.repos.booking(tenant.tenantId, record.bookingId)
-                if booking is not None:
-                    return view(booking)
-            now = utcnow()
-            if record.lockedUntil is not None and record.lockedUntil <= now:
-                record.lockedUntil = now + HOLD_KEY
-                try:
-                    return self.repos.store.update(record)
-                except ConcurrencyConflict:
-                    continue
-            if time.monotonic() >= deadline:
-                raise IdempotencyInProgress("A request with this Idempotency-Key is still being processed.",
-                                            retry_after=2, target="Idempotency-Key")
-            time.sleep(0.2)
+    def _unknown_if_uncertain(self, tenant: Tenant, record: IdempotencyRecord) -> None:
+        row = self.repos.booking(tenant.tenantId, record.bookingId or "")
+        if row is not None and row.status == "uncertain":
+            raise _unknown(row.attemptDeadline)
 
-    def _forget(self, tenant: Tenant, record: IdempotencyRecord) -> None:
-        """A failed request leaves nothing: the key can be used again."""
-        try:
-            booking = self.repos.booking(tenant.tenantId, record.bookingId or "")
-            if booking is not None and booking.status == "creating":
-                self.repos.store.delete(booking, if_unchanged=False)
-            self.repos.store.delete(record)
-        except Exception:
-            log.exception("could not clean up after a failed booking; the key frees when its hold expires")
-
-    def _book(self, tenant: Tenant, request: BookingRequest, record: IdempotencyRecord,
-              token: str | None) -> Booking:
+    def _resolve(self, context: Context, record: IdempotencyRecord, request: BookingRequest) -> tuple[Booking, bool]:
+        """Steps 3-5 for a held key: the booking confirmed (and whether this call confirmed it), or
+        the error the caller sees, with the key freed or kept as the outcome requires."""
+        tenant = context.tenant
         booking_id = record.bookingId or ""
-        with hold(self.repos, tenant.tenantId, f"organizer:{request.organizer}"):
-            existing = self.repos.booking(tenant.tenantId, booking_id)
-            if existing is not None and existing.status != "creating":
-                return existing
-            adopted = self._find_tagged(tenant, request.organizer, booking_id, token) if existing else None
-            if adopted is None and request.check_availability:
-                self._recheck(tenant, request, token)
-            now = utcnow()
-            booking = existing or self.repos.store.insert(Booking(
-                tenantId=tenant.tenantId, bookingId=booking_id, organizer=request.organizer,
-                attendees=list(request.attendees), start=request.start.astimezone(UTC),
-                end=request.end.astimezone(UTC), timeZone=request.time_zone, subject=request.subject,
-                status="creating", idempotencyKey=record.key, createdAt=now, updatedAt=now))
-            event = adopted or self._create_event(tenant, request, booking_id, record.key, token)
-            booking.status, booking.eventId = "confirmed", event["id"]
-            booking.webLink = event.get("webLink")
-            booking.onlineMeetingUrl = (event.get("onlineMeeting") or {}).get("joinUrl")
-            booking.updatedAt = utcnow()
-            try:
-                self.repos.store.update(booking)
-            except Exception as error:
-                raise _EventMayExist(error) from error
-            log.info("booking confirmed")
-            return booking
+        try:
+            settled = self._settled(context, record, booking_id)  # reads only: no lease needed
+            if settled is not None:
+                return settled
+            # One lease per mailbox, by its SMTP address: however the caller names the organizer.
+            with hold(self.repos, tenant.tenantId, f"organizer:{context.organizer.address}",
+                      ttl=self.window + SLACK) as lease:
+                settled = self._settled(context, record, booking_id, lease)
+                if settled is not None:
+                    return settled
+                return self._create(context, record, request, booking_id, lease), True
+        except _Unknown as unknown:
+            self.keys.let_go(record)
+            raise unknown.error from None
+        except (KeyLost, LeaseLost):
+            raise IdempotencyInProgress("Another request took this Idempotency-Key over; retry.",
+                                        retry_after=2, target="Idempotency-Key") from None
+        except _NothingHappened as nothing:
+            self._forget(tenant, record, booking_id)
+            raise nothing.error from None
+        except Exception:
+            # The lease was busy, storage failed, ...: the key is freed unless an attempt was sent.
+            self._forget(tenant, record, booking_id, only_if_unsent=True)
+            raise
 
-    def _recheck(self, tenant: Tenant, request: BookingRequest, token: str | None) -> None:
-        schedules = self.schedules.read(tenant.tenantId, request.organizer,
-                                        (request.organizer, *request.attendees), request.start, request.end,
-                                        token=token)
-        for email, schedule in schedules.items():
+    def _settled(self, context: Context, record: IdempotencyRecord, booking_id: str,
+                 lease: HeldLease | None = None) -> tuple[Booking, bool] | None:
+        """The booking if it is already decided (confirmed, or its event found by our tag); raises
+        `_Unknown` while an earlier attempt may still land; None when a create may be sent."""
+        row = self.repos.booking(context.tenant.tenantId, booking_id)
+        if row is not None and row.status in ("confirmed", "cancelled"):
+            self.keys.complete(record)
+            return row, False
+        if row is None or row.attemptDeadline is None:
+            return None
+        found = self.events.find_tagged(context.calendar, booking_id)
+        if found is not None:
+            log.info("adopted the event an earlier attempt created")
+            return self._confirm(row, found, record), True
+        if utcnow() < row.attemptDeadline:
+            if lease is not None:
+                lease.fence(row.attemptDeadline)
+            raise _Unknown(_unknown(row.attemptDeadline))
+        return None
+
+    def _create(self, context: Context, record: IdempotencyRecord, request: BookingRequest, booking_id: str,
+                lease: HeldLease) -> Booking:
+        tenant = context.tenant
+        try:
+            if request.check_availability:
+                self._recheck(context, request)
+        except Exception as error:
+            raise _NothingHappened(error) from error
+        row = self.repos.booking(tenant.tenantId, booking_id)
+        if row is None:
+            now = utcnow()
+            row = self.repos.store.insert(Booking(
+                tenantId=tenant.tenantId, bookingId=booking_id, organizer=request.organizer,
+                organizerAddress=context.organizer.address, attendees=list(request.attendees),
+                start=request.start.astimezone(UTC), end=request.end.astimezone(UTC), timeZone=request.time_zone,
+                subject=request.subject, body=request.body, onlineMeeting=request.online_meeting,
+                checkAvailability=request.check_availability, status="creating", idempotencyKey=record.key,
+                createdAt=now, updatedAt=now))
+        body = ev.event_body(subject=request.subject, body=request.body, start=request.start, end=request.end,
+                             time_zone=request.time_zone, attendees=list(request.attendees),
+                             online_meeting=request.online_meeting, booking_id=booking_id,
+                             transaction=ev.transaction_id(tenant.tenantId, record.key))
+        for attempt in range(THROTTLE_ATTEMPTS):
+            # The whole write window held, on the lease and on the key, before anything is sent.
+            lease.ensure(self.window + SLACK)
+            sent_at = utcnow()
+            self.keys.extend(record, sent_at + self.window + SLACK)
+            row.attemptDeadline, row.updatedAt = sent_at + self.window, sent_at
+            row = self.repos.store.update(row)
+            try:
+                outcome = self.events.create(context.calendar, body, sent_at=sent_at)
+            except ServiceError as refused:  # Graph answered a refusal: it made nothing
+                raise _NothingHappened(refused) from None
+            if outcome.event is not None:
+                return self._confirm(row, outcome.event, record)
+            if outcome.unknown_until is not None:
+                lease.fence(outcome.unknown_until)
+                found = self.events.find_tagged(context.calendar, booking_id)
+                if found is not None:
+                    return self._confirm(row, found, record)
+                row.status = "uncertain"
+                self.repos.store.update(row)
+                raise _Unknown(_unknown(outcome.unknown_until))
+            # Throttled before acting: Graph did nothing; wait as told, within reason, and send again.
+            wait = outcome.error.retry_after if outcome.error and outcome.error.retry_after is not None else 1
+            if attempt + 1 < THROTTLE_ATTEMPTS and wait <= 5:
+                time.sleep(wait)
+                continue
+            raise _NothingHappened(service_error(outcome.error) if outcome.error else UpstreamThrottled(
+                "Microsoft Graph is throttling; retry later.", retry_after=wait))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _confirm(self, row: Booking, event: dict[str, Any], record: IdempotencyRecord) -> Booking:
+        row.status, row.eventId = "confirmed", event["id"]
+        row.webLink = event.get("webLink")
+        row.onlineMeetingUrl = (event.get("onlineMeeting") or {}).get("joinUrl")
+        row.body = row.onlineMeeting = row.checkAvailability = None  # the event holds them now
+        row.updatedAt = utcnow()
+        try:
+            row = self.repos.store.update(row)
+        except ConcurrencyConflict:
+            current = self.repos.booking(row.tenantId, row.bookingId)
+            if current is None or current.status not in ("confirmed", "cancelled"):
+                raise
+            row = current
+        self.keys.complete(record)
+        log.info("booking confirmed")
+        return row
+
+    def _forget(self, tenant: Tenant, record: IdempotencyRecord, booking_id: str, *,
+                only_if_unsent: bool = False) -> None:
+        """A request that failed before Graph could act leaves nothing: its key is deleted (only if
+        this request still holds it: ETag), then its row. A row with an attempt that may still land
+        is kept, and the key with it, for a retry or the reconciler."""
+        try:
+            row = self.repos.booking(tenant.tenantId, booking_id)
+            if row is not None and only_if_unsent and row.attemptDeadline is not None:
+                self.keys.let_go(record)
+                return
+            if not self.keys.forget(record):
+                return  # another request holds the key now: the row is its business
+            if row is not None and row.status == "creating":
+                self.repos.store.delete(row, if_unchanged=False)
+        except Exception:
+            log.exception("could not clean up after a failed booking; the key frees when its hold lapses")
+
+    def _recheck(self, context: Context, request: BookingRequest) -> None:
+        token = context.calendar.token
+        addresses = [context.organizer.address, *request.attendees]
+        schedules = self.schedules.read(context.tenant.tenantId, context.organizer, list(dict.fromkeys(addresses)),
+                                        request.start, request.end, token=token)
+        for address, schedule in schedules.items():
             if schedule.reason is not None:
                 continue  # Graph could not say; the invitation still goes out
             for busy in schedule.busy:
                 if counts_as_busy(busy.status, True) and busy.start < request.end and busy.end > request.start:
                     raise SlotUnavailable("Someone is no longer free at that time.",
-                                          target="organizer" if email == request.organizer else "attendees")
+                                          target="organizer" if address == context.organizer.address else "attendees")
 
-    def _event_body(self, request: BookingRequest, booking_id: str, key: str, tenant_id: str) -> dict[str, Any]:
-        zone = windows_name(request.time_zone)
+    # -- the reconciler ------------------------------------------------------------------------
 
-        def local(value: datetime) -> dict[str, str]:
-            return {"dateTime": value.astimezone(request.zone).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": zone}
+    def reconcile(self, tenant: Tenant, booking_id: str) -> str:
+        """Finish a booking left `creating` or `uncertain`: adopt its event, or create it once every
+        earlier attempt's deadline has passed. Answers what it did (for the job's log line)."""
+        row = self.repos.booking(tenant.tenantId, booking_id)
+        if row is None or row.status not in ("creating", "uncertain") or not row.idempotencyKey:
+            return "nothing to do"
+        if tenant.status != "enabled":
+            return "tenant not enabled"
+        record = self.keys.take_over(tenant.tenantId, row.idempotencyKey)
+        if record is None:
+            return "key busy or done"
+        request = BookingRequest(
+            organizer=row.organizer, attendees=tuple(row.attendees), start=row.start, end=row.end,
+            time_zone=row.timeZone, subject=row.subject, body=row.body or "",
+            online_meeting=bool(row.onlineMeeting), check_availability=bool(row.checkAvailability))
+        try:
+            context = self._context(tenant, row.organizer)
+            self._resolve(context, record, request)
+        except BookingOutcomeUnknown:
+            return "outcome still unknown"
+        except Exception as error:
+            mapped = service_error(error)
+            return f"not booked: {mapped.code if mapped else type(error).__name__}"
+        return "confirmed"
 
-        body: dict[str, Any] = {
-            "subject": request.subject,
-            "body": {"contentType": "text", "content": request.body},
-            "start": local(request.start),
-            "end": local(request.end),
-            "attendees": [{"type": "required", "emailAddress": {"address": a}} for a in request.attendees],
-            "isOnlineMeeting": request.online_meeting,
-            "transactionId": str(uuid.uuid5(TRANSACTION_NAMESPACE, f"{tenant_id}|{key}")),
-            "singleValueExtendedProperties": [{"id": TAG_ID, "value": booking_id}],
-        }
-        if request.online_meeting:
-            body["onlineMeetingProvider"] = "teamsForBusiness"
-        return body
-
-    def _create_event(self, tenant: Tenant, request: BookingRequest, booking_id: str, key: str,
-                      token: str | None) -> dict[str, Any]:
-        body = self._event_body(request, booking_id, key, tenant.tenantId)
-        path = self._events_path(tenant, request.organizer)
-        last: GraphError | None = None
-        for attempt in range(CREATE_ATTEMPTS):
-            if attempt:
-                # The last try may have created the event before failing: look before creating again.
-                found = self._find_tagged(tenant, request.organizer, booking_id, token)
-                if found is not None:
-                    log.info("adopted the event an earlier attempt created")
-                    return found
-                time.sleep(min(0.5 * 2 ** attempt, 2.0))
-            try:
-                return self.graph.post(path, tenant_id=tenant.tenantId, mailbox=request.organizer, json=body,
-                                       token=token, retry=False, prefer=[IMMUTABLE_IDS]).body
-            except GraphError as error:
-                if error.outside_access_policy:
-                    raise OutsideSecurityGroup("The organizer's mailbox is outside the security group the "
-                                               "tenant's admin allowed.", target="organizer") from None
-                if error.status == 404:
-                    raise InvalidRequest("The organizer has no mailbox in this tenant.", target="organizer") from None
-                if error.status not in (0, 429, 500, 502, 503, 504):
-                    raise UpstreamError(f"Microsoft Graph refused the event ({error.status} {error.code}).") from None
-                last = error
-        found = self._find_tagged(tenant, request.organizer, booking_id, token)
-        if found is not None:
-            return found
-        raise as_service_error(last) if last else UpstreamError("Microsoft Graph did not create the event.")
-
-    def _find_tagged(self, tenant: Tenant, organizer: str, booking_id: str, token: str | None) -> dict[str, Any] | None:
-        """The event this service created for `booking_id` in the organizer's calendar, if any."""
-        path = self._events_path(tenant, organizer)
-        query = {"$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{TAG_ID}' and ep/value eq "
-                            f"'{booking_id}')", "$select": "id,webLink,onlineMeeting,isCancelled"}
-        found = self.graph.get(path, tenant_id=tenant.tenantId, mailbox=organizer, params=query, token=token,
-                               retry=True, prefer=[IMMUTABLE_IDS]).body or {}
-        events = found.get("value") or []
-        return events[0] if events else None
-
-    # -- read and cancel ----------------------------------------------------------------------------
+    # -- read and cancel ---------------------------------------------------------------------
 
     def _booking(self, tenant: Tenant, booking_id: str) -> Booking:
         booking = self.repos.booking(tenant.tenantId, booking_id)
-        if booking is None or booking.tenantId != tenant.tenantId or booking.status == "creating":
+        if booking is None or booking.tenantId != tenant.tenantId or booking.status in ("creating", "uncertain"):
             raise BookingNotFound("No booking with this id exists in this tenant.", target="bookingId")
         return booking
+
+    def _calendar(self, tenant: Tenant, booking: Booking) -> ev.Calendar:
+        token = self.members.access_token(tenant.tenantId, booking.organizer) if tenant.mode == "delegated" else None
+        return ev.Calendar(tenant.tenantId, booking.organizer, token)
 
     def read(self, tenant: Tenant, booking_id: str) -> dict[str, Any]:
         booking = self._booking(tenant, booking_id)
         tenant.require_enabled()
-        token = self._token(tenant, booking.organizer)
+        calendar = self._calendar(tenant, booking)
         if booking.status == "cancelled" or not booking.eventId:
             return view(booking)
-        path = f"{self._events_path(tenant, booking.organizer)}/{quote(booking.eventId, safe='')}"
-        try:
-            event = self.graph.get(path, tenant_id=tenant.tenantId, mailbox=booking.organizer, token=token,
-                                   params={"$select": READ_FIELDS}, retry=True,
-                                   prefer=[IMMUTABLE_IDS, 'outlook.timezone="UTC"']).body or {}
-        except GraphError as error:
-            if error.status == 404:  # deleted in Outlook
-                return view(booking, cancelled=True)
-            raise
+        event = self.events.read(calendar, booking.eventId)
+        if event is None:  # deleted in Outlook
+            return view(booking, cancelled=True)
         invited = set(booking.attendees)
         responses = {}
         for attendee in event.get("attendees") or ():
             address = str((attendee.get("emailAddress") or {}).get("address", "")).lower()
             if address in invited:
                 responses[address] = str((attendee.get("status") or {}).get("response") or "none")
-        start = graph_time(event.get("start")) or booking.start
-        end = graph_time(event.get("end")) or booking.end
+        start, end = ev.live_times(event)
         return view(booking, responses, start=start, end=end, cancelled=bool(event.get("isCancelled")))
 
     def cancel(self, tenant: Tenant, booking_id: str) -> dict[str, Any]:
         booking = self._booking(tenant, booking_id)
         tenant.require_enabled()
-        token = self._token(tenant, booking.organizer)
+        calendar = self._calendar(tenant, booking)
         if booking.status == "cancelled":
             return view(booking)
         if booking.eventId:
-            path = f"{self._events_path(tenant, booking.organizer)}/{quote(booking.eventId, safe='')}/cancel"
-            try:
-                self.graph.post(path, tenant_id=tenant.tenantId, mailbox=booking.organizer, token=token,
-                                json={"comment": CANCEL_COMMENT}, retry=True, prefer=[IMMUTABLE_IDS])
-            except GraphError as error:
-                if error.status != 404:  # 404: already deleted in Outlook, nothing to tell anyone
-                    raise
+            self.events.cancel(calendar, booking.eventId)
 
         def mark(current: Booking) -> Booking | None:
             if current.status == "cancelled":
@@ -352,3 +381,22 @@ class BookingService:
         log.info("booking cancelled")
         return view(updated or booking)
 
+
+class _Unknown(Exception):
+    def __init__(self, error: BookingOutcomeUnknown) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _NothingHappened(Exception):
+    """Graph did not act (a refusal, a failed re-check, throttling): the key and row can go."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _unknown(deadline: datetime | None) -> BookingOutcomeUnknown:
+    wait = max(1, math.ceil(((deadline or utcnow()) - utcnow()).total_seconds()))
+    return BookingOutcomeUnknown("Microsoft Graph may or may not have made the meeting; the key stays reserved. "
+                                 "Retry with the same Idempotency-Key after Retry-After.", retry_after=wait)

@@ -260,10 +260,13 @@ class ConsentService:
             log.warning("member signed in with an account of another tenant")
             return pages.wrong_tenant(tenant.organizationName, request.returnUrl)
         user_id = claims.get("oid")
-        email = claims.get("preferred_username") or claims.get("email")
+        # A member is known by all three: object id, UPN (`preferred_username`) and mail (`email`).
+        upn = claims.get("preferred_username")
+        email = claims.get("email") or upn
         refresh_token = result.get("refresh_token")
         if not user_id or not email or not refresh_token:
             return pages.upstream_failed(tenant.organizationName, request.returnUrl, None)
-        self.members.connect(tenant.tenantId, str(user_id), str(email), refresh_token, now=self.clock())
+        self.members.connect(tenant.tenantId, str(user_id), str(email), refresh_token, upn=upn and str(upn),
+                             now=self.clock())
         log.info("member connected")
         return pages.member_connected(tenant.organizationName, request.returnUrl)

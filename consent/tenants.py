@@ -121,9 +121,7 @@ class TenantService:
         log.info("tenant disconnected; %d stored token(s) deleted", count)
 
     def _member(self, tenant_id: str, user_id: str) -> ConnectedUser | None:
-        if "@" in user_id:
-            return self.repos.user_by_email(tenant_id, user_id.lower())
-        return self.repos.user(tenant_id, user_id)
+        return self.repos.member(tenant_id, user_id)  # object id, UPN or e-mail
 
     def member(self, tenant_id: str, user_id: str) -> dict[str, Any]:
         self.require(tenant_id)

@@ -88,6 +88,9 @@ param jobsQueueName string = 'tenkc-jobs'
 @description('TOKEN_REFRESH_SCHEDULE: NCRONTAB (UTC) of the token-refresh / consent-health timer; the host reads it too.')
 param tokenRefreshSchedule string = '0 0 */6 * * *'
 
+@description('BOOKING_RECONCILE_SCHEDULE: NCRONTAB (UTC) of the timer that finishes bookings left creating or uncertain.')
+param bookingReconcileSchedule string = '0 */2 * * * *'
+
 @description('REFRESH_JOBS_PER_SECOND: pace of token-refresh jobs; each writes one Key Vault secret version (a vault takes about 300 writes per 10 s).')
 @minValue(1)
 @maxValue(28)
@@ -97,6 +100,11 @@ param refreshJobsPerSecond int = 25
 @minValue(1)
 @maxValue(120)
 param httpTimeoutSeconds int = 10
+
+@description('GRAPH_WRITE_MARGIN_SECONDS: how long after the client gave up Graph may still act on a write; booking leases and key holds cover it.')
+@minValue(1)
+@maxValue(600)
+param graphWriteMarginSeconds int = 60
 
 @description('LOG_LEVEL of the service.')
 @allowed([
@@ -310,8 +318,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     STORAGE_TABLE_PREFIX: storageTablePrefix
     JOBS_QUEUE_NAME: jobsQueueName
     TOKEN_REFRESH_SCHEDULE: tokenRefreshSchedule
+    BOOKING_RECONCILE_SCHEDULE: bookingReconcileSchedule
     REFRESH_JOBS_PER_SECOND: string(refreshJobsPerSecond)
     HTTP_TIMEOUT_SECONDS: string(httpTimeoutSeconds)
+    GRAPH_WRITE_MARGIN_SECONDS: string(graphWriteMarginSeconds)
     LOG_LEVEL: logLevel
     APP_VERSION: appVersion
   }

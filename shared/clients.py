@@ -85,3 +85,10 @@ def job_queue() -> Any:
 
     settings = get_settings()
     return JobQueue(settings.storage, settings.jobs_queue)
+
+
+@lru_cache(maxsize=1)
+def people() -> Any:
+    from shared.people import People
+
+    return People(graph_client())

@@ -103,3 +103,11 @@ class SecretUnavailable(Exception):
 
 class SecretStoreUnavailable(Exception):
     """Key Vault could not be reached or refused our identity; try again later."""
+
+
+class PersonNotFound(ServiceError):
+    status, code = 422, "person_not_found"
+
+
+class BookingOutcomeUnknown(ServiceError):
+    status, code = 503, "booking_outcome_unknown"

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import UpstreamError, UpstreamThrottled
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -182,11 +181,3 @@ def _error_of(response: Any, retry_after: int | None) -> GraphError:
         error = {}
     return GraphError(response.status_code, str(error.get("code") or "unknown"), str(error.get("message") or ""),
                       retry_after=retry_after)
-
-
-def as_service_error(error: GraphError) -> Exception:
-    """What the caller of our API sees when Graph failed in a way the feature did not handle."""
-    if error.status in RETRYABLE:
-        return UpstreamThrottled("Microsoft Graph is throttling or unavailable; retry later.",
-                                 retry_after=error.retry_after or 5)
-    return UpstreamError(f"Microsoft Graph answered {error.status} {error.code}.")

@@ -97,28 +97,14 @@ def endpoint(handler: Handler) -> Handler:
 
 
 def as_service_error(raised: Exception) -> ServiceError:
-    """Map any exception to what the caller sees. Dependencies that failed become 502 / 503 in
-    the envelope with our own message; anything unforeseen is logged with its traceback and
-    answered as a plain 500 (never the traceback itself)."""
-    from shared.errors import ConcurrencyConflict, SecretStoreUnavailable, UpstreamError, UpstreamThrottled
+    """Map any exception to what the caller sees (shared.upstream, the one seam for dependencies);
+    anything unforeseen is logged with its traceback and answered as a plain 500 (never the
+    traceback itself)."""
+    from shared.upstream import service_error
 
-    if isinstance(raised, ServiceError):
-        return raised
-    if isinstance(raised, SecretStoreUnavailable):
-        return UpstreamError("Key Vault is unavailable; retry later.")
-    if isinstance(raised, ConcurrencyConflict):
-        return UpstreamThrottled("The record is busy with another change; retry shortly.", retry_after=1)
-    from shared.graph import GraphError
-    from shared.graph import as_service_error as graph_failure
-    from shared.tokens import IdentityError
-
-    if isinstance(raised, GraphError):
-        return graph_failure(raised)
-    if isinstance(raised, IdentityError):
-        return UpstreamError(f"The Microsoft identity platform refused the request: {raised}.")
-    if type(raised).__module__.startswith("azure.core"):
-        log.warning("storage call failed: %s", type(raised).__name__)
-        return UpstreamError("Storage is unavailable; retry later.")
+    error = service_error(raised)
+    if error is not None:
+        return error
     log.error("unhandled error", exc_info=raised)
     return ServiceError("The service failed to handle the request.")
 

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import AlreadyExists, ConcurrencyConflict, UserNotConnected
+from shared.errors import AlreadyExists, ConcurrencyConflict, SecretNotFound, SecretUnavailable, UserNotConnected
 from shared.secrets import SecretStore, refresh_token_secret_name
 from shared.storage import ConnectedUser, Repositories, SecretRef, utcnow
 
@@ -33,12 +33,13 @@ class MemberTokens:
         self._access: dict[tuple[str, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def access_token(self, tenant_id: str, email: str) -> str:
-        """A delegated Graph access token for a connected member (the organizer), from memory
-        while it has more than 5 minutes left, else redeemed from the member's refresh token.
-        A member who is not connected, or whose refresh token Microsoft refuses, is 409
-        `user_not_connected` (and a refused one is marked `needs_reconnect`)."""
-        user = self.repos.user_by_email(tenant_id, email)
+    def access_token(self, tenant_id: str, person: str) -> str:
+        """A delegated Graph access token for a connected member (the organizer), named by object
+        id, UPN or e-mail, from memory while it has more than 5 minutes left, else redeemed from
+        the member's refresh token. A member who is not connected, whose refresh token Microsoft
+        refuses, or whose stored token is gone or disabled for good, is 409 `user_not_connected`
+        (and a refused or lost one is marked `needs_reconnect`)."""
+        user = self.repos.member(tenant_id, person)
         if user is None or user.status != "connected" or not user.secretName:
             raise UserNotConnected("The organizer has not connected an Outlook calendar to 10KC.", target="organizer")
         key = (tenant_id, user.userId)
@@ -48,7 +49,7 @@ class MemberTokens:
         from shared.tokens import IdentityError
 
         try:
-            result = self.tokens.redeem_refresh_token(tenant_id, self.refresh_token(user))
+            result = self.tokens.redeem_refresh_token(tenant_id, self._stored_token(user))
         except IdentityError as error:
             if error.error == "invalid_grant":
                 self.mark_needs_reconnect(user)
@@ -58,6 +59,22 @@ class MemberTokens:
         with self._lock:
             self._access[key] = (result["access_token"], time.monotonic() + float(result.get("expires_in", 3600)))
         return result["access_token"]
+
+    def _stored_token(self, user: ConnectedUser) -> str:
+        """The member's refresh token. A version disabled by a refresh between reading the row and
+        Key Vault is read again from the moved row; a token that is gone for good (a disconnect
+        that failed half-way) marks the member `needs_reconnect`: 409, never a 500."""
+        for _ in range(2):
+            try:
+                return self.refresh_token(user)
+            except (SecretNotFound, SecretUnavailable):
+                current = self.repos.user(user.tenantId, user.userId)
+                if (current is None or current.status != "connected" or not current.secretName
+                        or (current.secretName, current.secretVersion) == (user.secretName, user.secretVersion)):
+                    break
+                user = current
+        self.mark_needs_reconnect(user)
+        raise UserNotConnected("The organizer must reconnect the Outlook calendar to 10KC.", target="organizer")
 
     def mark_needs_reconnect(self, user: ConnectedUser) -> None:
         def mark(current: ConnectedUser) -> ConnectedUser | None:
@@ -71,7 +88,7 @@ class MemberTokens:
             self._access.pop((user.tenantId, user.userId), None)
 
     def connect(self, tenant_id: str, user_id: str, email: str, refresh_token: str,
-                *, now: datetime | None = None) -> ConnectedUser:
+                *, upn: str | None = None, now: datetime | None = None) -> ConnectedUser:
         """Keep a member's new refresh token and make it the current one (replacing any older)."""
         now = now or utcnow()
         user_id = user_id.lower()
@@ -83,7 +100,8 @@ class MemberTokens:
         previous: str | None = None
         for _ in range(5):
             current = self.repos.user(tenant_id, user_id)
-            record = ConnectedUser(tenantId=tenant_id, userId=user_id, email=email.lower(), status="connected",
+            record = ConnectedUser(tenantId=tenant_id, userId=user_id, email=email.lower(),
+                                   upn=(upn or email).lower(), status="connected",
                                    secretName=name, secretVersion=version, connectedAt=now, lastRefreshAt=now,
                                    refreshDueAt=now + REFRESH_EVERY)
             try:

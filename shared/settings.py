@@ -133,7 +133,11 @@ class Settings:
     table_prefix: str = "tenkc"
     jobs_queue: str = "tenkc-jobs"
     token_refresh_schedule: str = "0 0 */6 * * *"  # noqa: S105 (a schedule, not a password)
+    booking_reconcile_schedule: str = "0 */2 * * * *"
     http_timeout_seconds: int = 10
+    # How long after the client gave up Graph may still act on a write (Microsoft documents no
+    # bound): every lease and key hold covers a write's timeout plus this.
+    graph_write_margin_seconds: int = 60
     refresh_jobs_per_second: int = 25
     log_level: str = "INFO"
     version: str = "0.1.0"
@@ -223,7 +227,11 @@ class Settings:
             table_prefix=prefix,
             jobs_queue=queue,
             token_refresh_schedule=_ncrontab("TOKEN_REFRESH_SCHEDULE", get("TOKEN_REFRESH_SCHEDULE", "0 0 */6 * * *")),
+            booking_reconcile_schedule=_ncrontab("BOOKING_RECONCILE_SCHEDULE",
+                                                 get("BOOKING_RECONCILE_SCHEDULE", "0 */2 * * * *")),
             http_timeout_seconds=_int("HTTP_TIMEOUT_SECONDS", get("HTTP_TIMEOUT_SECONDS", "10"), 1, 120),
+            graph_write_margin_seconds=_int("GRAPH_WRITE_MARGIN_SECONDS", get("GRAPH_WRITE_MARGIN_SECONDS", "60"),
+                                            1, 600),
             refresh_jobs_per_second=_int("REFRESH_JOBS_PER_SECOND", get("REFRESH_JOBS_PER_SECOND", "25"), 1, 28),
             log_level=level,
             version=get("APP_VERSION", "0.1.0"),

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from shared.errors import AlreadyExists, ConcurrencyConflict, TenantNotEnabled, TenantNotFound
@@ -206,7 +206,8 @@ class ConnectedUser(TenantRecord):
 
     TABLE: ClassVar[str] = "users"
     userId: str  # the Entra object id (oid) from the ID token
-    email: str
+    email: str  # the mail (`email` claim), else the UPN
+    upn: str | None = None  # the user principal name (`preferred_username`), often not the mail
     status: str = "connected"  # connected | needs_reconnect | not_connected
     secretName: str | None = None
     secretVersion: str | None = None
@@ -229,7 +230,14 @@ class Booking(TenantRecord):
     end: datetime
     timeZone: str
     subject: str
-    status: str = "creating"  # creating | confirmed | cancelled
+    status: str = "creating"  # creating | uncertain | confirmed | cancelled (booking/service.py)
+    organizerAddress: str | None = None  # the organizer's SMTP address, as Graph names it
+    # The request, kept only until the event exists, so that a retry or the reconciler can make it.
+    body: str | None = None
+    onlineMeeting: bool | None = None
+    checkAvailability: bool | None = None
+    # When the last create sent to Graph can no longer land (its timeout plus the write margin).
+    attemptDeadline: datetime | None = None
     eventId: str | None = None
     webLink: str | None = None
     onlineMeetingUrl: str | None = None
@@ -496,12 +504,14 @@ class Repositories:
     def user(self, tenant_id: str, user_id: str) -> ConnectedUser | None:
         return self.store.get(ConnectedUser, tenant_id, "user:" + encode_key(user_id.lower()))
 
-    def user_by_email(self, tenant_id: str, email: str) -> ConnectedUser | None:
-        found = self.store.query(
-            ConnectedUser, "PartitionKey eq @tenant and email eq @email",
-            {"tenant": tenant_id, "email": email.lower()},
-        )
-        return next(iter(found), None)
+    def member(self, tenant_id: str, person: str) -> ConnectedUser | None:
+        """A member named by Entra object id, UPN or e-mail address (case-insensitive)."""
+        found = self.user(tenant_id, person) if "@" not in person else None  # UPNs and mails have an @
+        if found is None:
+            found = next(iter(self.store.query(
+                ConnectedUser, "PartitionKey eq @tenant and ( email eq @name or upn eq @name )",
+                {"tenant": tenant_id, "name": person.lower()})), None)
+        return found
 
     def users(self, tenant_id: str) -> Iterator[ConnectedUser]:
         return self.store.query(
@@ -519,6 +529,16 @@ class Repositories:
     # bookings and idempotency records
     def booking(self, tenant_id: str, booking_id: str) -> Booking | None:
         return self.store.get(Booking, tenant_id, encode_key(booking_id))
+
+    def stuck_bookings(self, *, older_than: timedelta, limit: int) -> list[Booking]:
+        """Bookings left `creating` or `uncertain` (any tenant) whose last attempt can no longer land,
+        or that sent none and were last written more than `older_than` ago."""
+        now = utcnow()
+        found = self.store.query(
+            Booking, "( status eq 'uncertain' or status eq 'creating' ) and "
+                     "( attemptDeadline lt @now or updatedAt lt @quiet )",  # the SDK needs a space after @name
+            {"now": now, "quiet": now - older_than}, page_size=min(limit, 1000))
+        return [row for _, row in zip(range(limit), found, strict=False)]
 
     def idempotency_record(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
         return self.store.get(IdempotencyRecord, tenant_id, encode_key(key))

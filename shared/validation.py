@@ -45,6 +45,20 @@ def email(value: Any, target: str) -> str:
     return value.lower()
 
 
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def person(value: Any, target: str) -> str:
+    """A person as the contract names one: Entra object id, user principal name or e-mail address
+    (a UPN has an address's shape), lower-cased (compared case-insensitively)."""
+    if isinstance(value, str) and _OBJECT_ID.match(value):
+        return value.lower()
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value):
+        raise InvalidRequest(f"{target} must be an Entra object id, user principal name or e-mail address.",
+                             target=target)
+    return value.lower()
+
+
 @lru_cache(maxsize=1)
 def known_time_zones() -> frozenset[str]:
     """IANA names that CLDR's windowsZones table knows (through tzlocal), plus UTC."""

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # local ones. Ids are fixed test values, not real registrations.
 BASE_ENV = {
     "TOKEN_REFRESH_SCHEDULE": "0 0 */6 * * *",
+    "BOOKING_RECONCILE_SCHEDULE": "0 */2 * * * *",
     "JOBS_QUEUE_NAME": "tenkc-jobs",
     "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
     "ALLOWED_RETURN_ORIGINS": "https://app.10kc.example,http://127.0.0.1:3000",
@@ -57,6 +58,7 @@ def clear_caches() -> None:
     clients.member_tokens.cache_clear()
     clients.graph_client.cache_clear()
     clients.job_queue.cache_clear()
+    clients.people.cache_clear()
     from consent import routes as consent_routes
 
     consent_routes.tenant_service.cache_clear()

@@ -109,7 +109,7 @@ def test_a_refresh_stores_a_new_version_and_disables_the_old(background, sandbox
     from shared.clients import secret_store
     from shared.errors import SecretUnavailable
 
-    before = repos.user_by_email(DELEGATED, "ann@d.example")
+    before = repos.member(DELEGATED, "ann@d.example")
     outcome = jobs.run(json.dumps({"kind": "refresh_member", "tenantId": DELEGATED, "userId": before.userId,
                                    "enqueuedAt": utcnow().isoformat()}))
     assert outcome == "refreshed"
@@ -130,7 +130,7 @@ def test_a_job_delivered_twice_is_harmless(background, sandbox):
     admin_consent(background, sandbox, DELEGATED, "boss@d.example", mode="delegated")
     connect_member(background, sandbox, DELEGATED, "ann@d.example")
     _, jobs, _, repos = services()
-    user = repos.user_by_email(DELEGATED, "ann@d.example")
+    user = repos.member(DELEGATED, "ann@d.example")
     message = json.dumps({"kind": "refresh_member", "tenantId": DELEGATED, "userId": user.userId,
                           "enqueuedAt": utcnow().isoformat()})
     assert jobs.run(message) == "refreshed"
@@ -163,7 +163,7 @@ def test_revoked_tenant_and_revoked_member_are_marked_the_others_refreshed(backg
     outcomes = {}
     for job in drain(queue):
         outcomes[job.get("userId") or job["tenantId"]] = jobs.run(json.dumps(job))
-    ann, bob = repos.user_by_email(DELEGATED, "ann@d.example"), repos.user_by_email(DELEGATED, "bob@d.example")
+    ann, bob = repos.member(DELEGATED, "ann@d.example"), repos.member(DELEGATED, "bob@d.example")
     assert outcomes == {DOMAIN_A: "healthy", DOMAIN_B: "consent_revoked", ann.userId: "refreshed",
                         bob.userId: "needs_reconnect"}
     assert background.get(f"/tenants/{DOMAIN_B}").json()["status"] == "consent_revoked"

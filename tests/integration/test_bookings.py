@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time as clock
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
@@ -44,8 +45,17 @@ BOOKING = {"organizer": "ada@fabrikam.example", "attendees": ["Grace@Fabrikam.ex
            "timeZone": "America/New_York", "subject": "Mentoring: Ada / Grace", "body": "Booked through 10KC"}
 
 
+# A create's write window here: a 2 s client timeout plus 1 s in which Graph may still act on it.
+WINDOW_SECONDS = 3
+
+
 @pytest.fixture
-def tenants(api, sandbox):
+def tenants(api, sandbox, monkeypatch):
+    from tests.conftest import clear_caches
+
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("GRAPH_WRITE_MARGIN_SECONDS", "1")
+    clear_caches()
     sandbox.reset({"tenants": TENANTS})
     admin_consent(api, sandbox, DOMAIN, "ada@fabrikam.example")
     return api
@@ -117,25 +127,56 @@ def test_dropped_connection_after_graph_created_the_event_gives_one_event(tenant
     assert again.json()["bookingId"] == answer.json()["bookingId"]
 
 
-def test_a_5xx_before_the_work_is_retried_after_looking(tenants, sandbox):
+def unknown(answer):
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "booking_outcome_unknown"
+    wait = int(answer.headers["Retry-After"])
+    assert 1 <= wait <= WINDOW_SECONDS + 1
+    return wait
+
+
+def test_a_5xx_on_the_create_keeps_the_key_and_creates_once_after_its_deadline(tenants, sandbox):
+    """A 503 may have been answered after Graph acted: the outcome is unknown. The key stays
+    reserved; no second create is sent while the first may still land; after its deadline, the
+    retry looks once more and then creates it once."""
     fault(sandbox, path="/events$", method="POST", status=503, count=1)
     since = sandbox.next_request_index()
+    wait = unknown(book(tenants, "retry-1"))
+    lookups = [e for e in sandbox.requests(since=since) if e["method"] == "GET" and e["path"].endswith("/events")]
+    assert len(lookups) == 1  # looked for the event by its tag before answering
+    unknown(book(tenants, "retry-1"))  # too early: still unknown, and nothing sent
+    assert [e["status"] for e in creates(sandbox, since)] == [503]
+    clock.sleep(wait + 0.5)
     answer = book(tenants, "retry-1")
     assert answer.status_code == 201, answer.text
     assert [e["status"] for e in creates(sandbox, since)] == [503, 201]
-    lookups = [e for e in sandbox.requests(since=since) if e["method"] == "GET" and e["path"].endswith("/events")]
-    assert len(lookups) == 1  # looked for the event by its tag before creating again
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
+    assert book(tenants, "retry-1").status_code == 200
+
+
+def test_graph_failing_throughout_sends_one_create_per_window_and_completes_later(tenants, sandbox):
+    fault(sandbox, path="/events$", method="POST", status=503, count=2)
+    since = sandbox.next_request_index()
+    wait = unknown(book(tenants, "fail-1"))
+    assert events(sandbox, "ada@fabrikam.example") == []
+    clock.sleep(wait + 0.5)
+    wait = unknown(book(tenants, "fail-1"))  # the second create met the fault too
+    assert len(creates(sandbox, since)) == 2
+    clock.sleep(wait + 0.5)
+    assert book(tenants, "fail-1").status_code == 201
     assert len(events(sandbox, "ada@fabrikam.example")) == 1
 
 
-def test_graph_failing_throughout_stores_nothing_and_the_key_works_later(tenants, sandbox):
-    fault(sandbox, path="/events$", method="POST", status=503, count=3)
-    failed = book(tenants, "fail-1")
-    assert failed.status_code == 503
-    assert failed.json()["error"]["code"] == "upstream_throttled"
-    assert failed.headers["Retry-After"]
-    assert events(sandbox, "ada@fabrikam.example") == []
-    assert book(tenants, "fail-1").status_code == 201
+def test_another_key_for_the_organizer_waits_while_a_create_may_still_land(tenants, sandbox):
+    """The first create's outcome is unknown: its lease is fenced until the create's deadline, so
+    an overlapping booking with another key cannot pass the re-check before it could land."""
+    fault(sandbox, path="/events$", method="POST", status=503, count=1)
+    unknown(book(tenants, "first"))
+    began = clock.monotonic()
+    second = book(tenants, "second", start=at(0, "10:15:00-05:00"), end=at(0, "10:45:00-05:00"))
+    assert second.status_code == 201, second.text  # nothing landed: after the fence, it books
+    assert clock.monotonic() - began >= 1.0  # it waited for the fence
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
 
 
 def test_two_overlapping_bookings_with_different_keys_give_one_201_and_one_409(tenants, sandbox):
@@ -223,7 +264,7 @@ def test_a_disabled_tenant_answers_409(tenants, sandbox):
 def test_crash_between_create_and_confirm_is_recovered_by_the_next_request(tenants, sandbox):
     """A request that died after Graph created the event: its record is still in progress and its
     hold has run out; the retry adopts the event found by its tag instead of creating another."""
-    from booking.service import TAG_ID
+    from booking.events import TAG_ID
     from shared.clients import graph_client, repositories
     from shared.storage import Booking, IdempotencyRecord
 
@@ -232,8 +273,10 @@ def test_crash_between_create_and_confirm_is_recovered_by_the_next_request(tenan
     repositories().store.insert(IdempotencyRecord(tenantId=DOMAIN, key=key, requestHash=fingerprint,
                                                   bookingId=booking_id, expiresAt=now + timedelta(days=30),
                                                   lockedUntil=now - timedelta(seconds=1), createdAt=now))
+    # The row as the service leaves it once a create was sent: its deadline written first (passed).
     repositories().store.insert(Booking(tenantId=DOMAIN, bookingId=booking_id, organizer="ada@fabrikam.example",
                                         attendees=["grace@fabrikam.example"],
+                                        attemptDeadline=now - timedelta(seconds=1),
                                         start=datetime.combine(DAY, time(15), UTC),
                                         end=datetime.combine(DAY, time(15, 30), UTC), timeZone="America/New_York",
                                         subject=BOOKING["subject"], status="creating", createdAt=now))

@@ -100,10 +100,27 @@ def test_a_create_answered_after_the_client_gave_up_is_adopted_not_repeated(serv
     healthy(service)
 
 
-@pytest.mark.parametrize("status", [429, 503, 504])
-def test_a_create_refused_before_the_work_is_created_once(service, sandbox, status):
+def test_a_create_throttled_before_the_work_is_sent_again_and_created_once(service, sandbox):
+    fault(sandbox, path="/events$", method="POST", status=429, retryAfter=1, count=1)
+    answer = service.post(f"/tenants/{DOMAIN}/bookings", json=BOOK, headers={"Idempotency-Key": "s-429"})
+    assert answer.status_code == 201, answer.text  # 429: Graph did nothing, so sending again is safe
+    assert len(events(sandbox, "ada@f.example")) == 1
+    healthy(service)
+
+
+@pytest.mark.parametrize("status", [503, 504])
+def test_a_create_answered_with_a_5xx_is_unknown_then_created_once(service, sandbox, monkeypatch, status):
+    """A 5xx may come after Graph acted: 503 booking_outcome_unknown, the key kept; the caller's
+    retry after Retry-After finds nothing by the tag and creates it once."""
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("GRAPH_WRITE_MARGIN_SECONDS", "1")
+    clear_caches()
     fault(sandbox, path="/events$", method="POST", status=status, retryAfter=1, count=1)
-    answer = service.post(f"/tenants/{DOMAIN}/bookings", json=BOOK, headers={"Idempotency-Key": f"s-{status}"})
+    headers = {"Idempotency-Key": f"s-{status}"}
+    first = service.post(f"/tenants/{DOMAIN}/bookings", json=BOOK, headers=headers)
+    assert first.status_code == 503 and first.json()["error"]["code"] == "booking_outcome_unknown", first.text
+    time.sleep(int(first.headers["Retry-After"]) + 0.5)
+    answer = service.post(f"/tenants/{DOMAIN}/bookings", json=BOOK, headers=headers)
     assert answer.status_code == 201, answer.text
     assert len(events(sandbox, "ada@f.example")) == 1
     healthy(service)
@@ -135,7 +152,7 @@ def test_key_vault_unavailable_gives_the_contracts_answer_and_loses_nothing(serv
     from shared.errors import SecretStoreUnavailable
     from shared.storage import utcnow
 
-    user = repositories().user_by_email(DELEGATED, "ada@g.example")
+    user = repositories().member(DELEGATED, "ada@g.example")
     job = json.dumps({"kind": "refresh_member", "tenantId": DELEGATED, "userId": user.userId,
                       "enqueuedAt": utcnow().isoformat()})
     with pytest.raises(SecretStoreUnavailable):
@@ -184,7 +201,7 @@ def test_a_refresh_job_meeting_a_token_endpoint_outage_is_retried_and_loses_noth
     from shared.storage import utcnow
     from shared.tokens import IdentityError
 
-    user = repositories().user_by_email(DELEGATED, "ada@g.example")
+    user = repositories().member(DELEGATED, "ada@g.example")
     job = json.dumps({"kind": "refresh_member", "tenantId": DELEGATED, "userId": user.userId,
                       "enqueuedAt": utcnow().isoformat()})
     fault(sandbox, path="/oauth2/v2.0/token$", status=504, retryAfter=1, count=1)

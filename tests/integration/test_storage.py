@@ -129,8 +129,8 @@ def test_users_are_partitioned_by_tenant_and_found_by_oid_or_email(table_store):
         table_store.insert(ConnectedUser(tenantId=tid, userId=oid, email=email, connectedAt=NOW,
                                          refreshDueAt=NOW + timedelta(days=1)))
     assert repos.user(TENANT, "oid-1").email == "ada@contoso.example"
-    assert repos.user_by_email(TENANT, "ADA@contoso.example".lower()).userId == "OID-1"
-    assert repos.user_by_email(other, "grace@contoso.example") is None
+    assert repos.member(TENANT, "ADA@contoso.example".lower()).userId == "OID-1"
+    assert repos.member(other, "grace@contoso.example") is None
     assert sorted(u.userId for u in repos.users(TENANT)) == ["OID-1", "oid-2"]
     due, token = repos.users_due_page(NOW + timedelta(days=2), page_size=2)
     rest, end = repos.users_due_page(NOW + timedelta(days=2), page_size=2, continuation=token)

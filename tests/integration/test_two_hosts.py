@@ -1,0 +1,170 @@
+"""Exactly one meeting whatever the hosts do: two local hosts (separate processes) on one Azurite and
+one sandbox, as two Azure instances share a storage account. Races between hosts, creates that
+Graph performs only after the client gave up, and a host killed with SIGKILL mid-create."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+import pytest
+import requests
+
+from tests.conftest import BASE_ENV
+from tests.support.consent_pages import admin_consent
+from tests.support.days import at
+from tests.support.hosts import hosts
+
+TENANT = "d2d2d2d2-0000-4000-8000-0000000000c1"
+ADA, GRACE, ALAN = "ada@twohosts.example", "grace@twohosts.example", "alan@twohosts.example"
+TIMEOUT, MARGIN = 2, 3  # a create's write window: 5 s
+
+
+def person(uid: int, mail: str, admin: bool = False) -> dict:
+    return {"id": f"d2d2d2d2-0000-4000-8000-{uid:012d}", "mail": mail, "displayName": mail.split("@")[0],
+            "timeZone": "America/New_York", "isAdmin": admin, "events": []}
+
+
+SEED = {"tenants": [{"tenantId": TENANT, "domain": "twohosts.example",
+                     "users": [person(1, ADA, admin=True), person(2, GRACE), person(3, ALAN)]}]}
+
+
+@pytest.fixture
+def pair(azurite, sandbox, sandbox_env, tmp_path):
+    sandbox.reset(SEED)
+    env = {**BASE_ENV, **sandbox_env, "SERVICE_STORAGE": azurite.connection_string,
+           "STORAGE_TABLE_PREFIX": "t" + uuid.uuid4().hex[:12], "JOBS_QUEUE_NAME": "q" + uuid.uuid4().hex[:12],
+           "HTTP_TIMEOUT_SECONDS": str(TIMEOUT), "GRAPH_WRITE_MARGIN_SECONDS": str(MARGIN),
+           "LOG_LEVEL": "INFO"}
+    with hosts(env, tmp_path, count=2) as (one, two):
+        admin_consent(one.api(), sandbox, TENANT, ADA)
+        yield one, two
+    sandbox.session().delete(f"{sandbox.base_url}/_sandbox/faults", timeout=10)
+    sandbox.session().patch(f"{sandbox.base_url}/_sandbox/graph", json={"transactionIdWindowSeconds": 120},
+                            timeout=10)
+
+
+def body(**changes) -> dict:
+    return {"organizer": ADA, "attendees": [GRACE], "start": at(0, "10:00:00-05:00"), "end": at(0, "10:30:00-05:00"),
+            "timeZone": "America/New_York", "subject": "Two hosts", **changes}
+
+
+def book(host, key: str, **changes):
+    return host.api().post(f"/tenants/{TENANT}/bookings", json=body(**changes), headers={"Idempotency-Key": key})
+
+
+def events(sandbox, email: str) -> list[dict]:
+    return sandbox.session().get(f"{sandbox.base_url}/_sandbox/users/{email}/events", timeout=10).json()["value"]
+
+
+def creates(sandbox, since: int) -> list[dict]:
+    return [e for e in sandbox.requests(since=since) if e["method"] == "POST" and e["path"].endswith("/events")]
+
+
+def fault(sandbox, **rule) -> None:
+    sandbox.session().post(f"{sandbox.base_url}/_sandbox/faults", json=rule, timeout=10).raise_for_status()
+
+
+def pending_faults(sandbox) -> list[dict]:
+    """Fault rules not yet taken: a rule for one create is taken when that create arrives."""
+    return sandbox.session().get(f"{sandbox.base_url}/_sandbox/faults", timeout=10).json()["value"]
+
+
+def until_booked(host, key: str, *, within: float = 40, **changes):
+    """Retry as a caller would (same key, after Retry-After) until the booking is answered."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = book(host, key, **changes)
+        if answer.status_code in (200, 201) or time.monotonic() > deadline:
+            return answer
+        assert answer.status_code in (409, 503), answer.text
+        assert answer.json()["error"]["code"] in ("booking_outcome_unknown", "idempotency_in_progress",
+                                                  "upstream_throttled"), answer.text
+        time.sleep(float(answer.headers.get("Retry-After", "1")))
+
+
+def test_one_key_over_both_hosts_makes_one_event(pair, sandbox):
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: book(pair[i % 2], "same-key"), range(8)))
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201], [a.text for a in answers]
+    assert len({a.json()["bookingId"] for a in answers}) == 1
+    assert len(events(sandbox, ADA)) == 1
+    assert len(events(sandbox, GRACE)) == 1
+
+
+def test_overlapping_bookings_with_different_keys_over_both_hosts_give_one_201(pair, sandbox):
+    base = datetime.fromisoformat(at(0, "10:00:00-05:00"))
+    minutes = (0, 10, -10, 5, -5, -15)  # every slot holds 10:10-10:15
+    slots = [(base + timedelta(minutes=m), base + timedelta(minutes=m + 30)) for m in minutes]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: book(pair[i % 2], f"k-{i}", start=slots[i][0].isoformat(),
+                                               end=slots[i][1].isoformat()), range(len(slots))))
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 5, [a.text for a in answers]
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {"slot_unavailable"}
+    assert len(events(sandbox, ADA)) == 1
+
+
+def test_a_create_slower_than_the_lease_still_leaves_one_event_in_the_slot(pair, sandbox):
+    """Graph makes the first event 4 s after it was asked, 2 s after the client gave up. The other
+    host's overlapping booking (another key) may not pass its re-check before that create's
+    deadline: the organizer's lease is fenced until then. It then sees the event: 409."""
+    one, two = pair
+    fault(sandbox, path="/events$", method="POST", latencyMs=4000, count=1)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(book, one, "slow-a")
+        time.sleep(0.5)
+        second = pool.submit(book, two, "slow-b", start=at(0, "10:15:00-05:00"), end=at(0, "10:45:00-05:00"))
+        first_answer, second_answer = first.result(), second.result()
+    assert first_answer.status_code == 503, first_answer.text
+    assert first_answer.json()["error"]["code"] == "booking_outcome_unknown"
+    assert second_answer.status_code == 409, second_answer.text
+    assert second_answer.json()["error"]["code"] == "slot_unavailable"
+    assert until_booked(two, "slow-a").status_code == 201  # the late event, adopted by its tag
+    assert len(events(sandbox, ADA)) == 1
+
+
+def test_creates_performed_after_the_clients_timeout_never_make_a_second_event(pair, sandbox):
+    """Microsoft documents no window for transactionId: with the sandbox's turned off, and no
+    re-check, several rounds of creates that land only after the client gave up still give one
+    event per key, and each key completes on a later request, on either host."""
+    sandbox.session().patch(f"{sandbox.base_url}/_sandbox/graph", json={"transactionIdWindowSeconds": 0},
+                            timeout=10).raise_for_status()
+    one, two = pair
+    for round_ in range(3):
+        key = f"late-{round_}"
+        slot = {"start": at(0, f"{11 + round_:02d}:00:00-05:00"), "end": at(0, f"{11 + round_:02d}:30:00-05:00"),
+                "checkAvailability": False}
+        fault(sandbox, path="/events$", method="POST", latencyMs=3000, count=1)
+        since = sandbox.next_request_index()
+        first = book(one, key, **slot)
+        assert first.status_code == 503, first.text
+        assert first.json()["error"]["code"] == "booking_outcome_unknown"
+        early = book(two, key, **slot)  # before the first create's deadline: nothing new is sent
+        assert early.status_code in (201, 409, 503), early.text
+        done = until_booked(two, key, **slot)
+        assert done.status_code == 201, done.text
+        assert len(creates(sandbox, since)) == 1  # one create in all: the late one was adopted
+    assert len(events(sandbox, ADA)) == 3
+
+
+def test_a_host_killed_mid_create_is_completed_by_the_other_with_one_event(pair, sandbox):
+    one, two = pair
+    fault(sandbox, path="/events$", method="POST", latencyMs=2500, count=1)
+    since = sandbox.next_request_index()
+    with ThreadPoolExecutor(1) as pool:
+        dying = pool.submit(book, one, "killed")
+        deadline = time.monotonic() + 10
+        while pending_faults(sandbox) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pending_faults(sandbox), "the create never reached the sandbox"
+        assert events(sandbox, ADA) == []  # Graph is still working on it
+        one.kill()  # SIGKILL while Graph works on the create
+        with pytest.raises(requests.ConnectionError):  # the caller's connection dies with the host
+            dying.result()
+    answer = until_booked(two, "killed")
+    assert answer.status_code == 201, answer.text
+    assert len(events(sandbox, ADA)) == 1
+    assert len(creates(sandbox, since)) == 1
+    assert book(two, "killed").status_code == 200
