@@ -61,6 +61,7 @@ bench: setup
 	$(PY) bench/sandbox_getschedule.py
 	$(PY) bench/availability.py
 	$(PY) bench/booking.py
+	$(PY) bench/booking_hosts.py
 	$(PY) bench/background.py
 	$(PY) bench/load.py
 

@@ -56,7 +56,8 @@ def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]]) -
             "APP_CLIENT_ID": APP["clientId"], "KEY_VAULT_URL": sandbox.base_url,
             "IDENTITY_AUTHORITY_HOST": sandbox.base_url, "GRAPH_BASE_URL": sandbox.base_url + "/v1.0",
             "SERVICE_STORAGE": azurite.connection_string, "LOG_LEVEL": "WARNING", **sandbox.managed_identity_env(),
-            "TOKEN_REFRESH_SCHEDULE": "0 0 */6 * * *", "JOBS_QUEUE_NAME": "bench-jobs",
+            "TOKEN_REFRESH_SCHEDULE": "0 0 */6 * * *", "BOOKING_RECONCILE_SCHEDULE": "0 */2 * * * *",
+            "JOBS_QUEUE_NAME": "bench-jobs",
         })
         import function_app
         from devhost import LocalHost

@@ -105,6 +105,12 @@ def main() -> int:
         command, name = _host_command()
         print(f"starting {name} on http://127.0.0.1:{HOST_PORT} ...", flush=True)
         env = dict(os.environ)
+        # Settings added to the sample since this checkout's local.settings.json was made.
+        sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+        missing = {name: value for name, value in sample.items() if name not in settings}
+        if missing:
+            print(f"local.settings.json lacks {sorted(missing)}: using the sample's values", flush=True)
+            env.update({name: value for name, value in missing.items() if name not in env})
         # The machine may set REQUESTS_CA_BUNDLE for everything; the host must trust the sandbox CA
         # too (the bundle holds the system CAs plus the sandbox's). Verification stays on.
         env["REQUESTS_CA_BUNDLE"] = str(LOCAL / "sandbox" / "ca-bundle.pem")

@@ -15,7 +15,7 @@ import requests
 from tests.conftest import BASE_ENV
 from tests.support.consent_pages import admin_consent
 from tests.support.days import at
-from tests.support.hosts import hosts
+from tools.hosts import hosts
 
 TENANT = "d2d2d2d2-0000-4000-8000-0000000000c1"
 ADA, GRACE, ALAN = "ada@twohosts.example", "grace@twohosts.example", "alan@twohosts.example"

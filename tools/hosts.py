@@ -18,7 +18,7 @@ import requests
 
 from tools.procs import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class HostApi(requests.Session):
