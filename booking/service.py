@@ -324,6 +324,11 @@ class BookingService:
             online_meeting=bool(row.onlineMeeting), check_availability=bool(row.checkAvailability))
         try:
             context = self._context(tenant, row.organizer)
+        except Exception as error:
+            self.keys.let_go(record)  # e.g. the organizer must reconnect: the next run tries again
+            mapped = service_error(error)
+            return f"not booked: {mapped.code if mapped else type(error).__name__}"
+        try:
             self._resolve(context, record, request)
         except BookingOutcomeUnknown:
             return "outcome still unknown"

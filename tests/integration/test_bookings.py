@@ -170,6 +170,7 @@ def test_graph_failing_throughout_sends_one_create_per_window_and_completes_late
 def test_another_key_for_the_organizer_waits_while_a_create_may_still_land(tenants, sandbox):
     """The first create's outcome is unknown: its lease is fenced until the create's deadline, so
     an overlapping booking with another key cannot pass the re-check before it could land."""
+    clear_of_the_hosts_reconciler(15)  # its timer would finish "first" meanwhile (also correct, but not this test)
     fault(sandbox, path="/events$", method="POST", status=503, count=1)
     unknown(book(tenants, "first"))
     began = clock.monotonic()
@@ -322,6 +323,99 @@ def test_delegated_bookings_use_the_organizers_token(tenants, sandbox):
     assert len(events(sandbox, "grace@wingtip.example")) == 1
     read = tenants.get(f"/tenants/{DELEGATED}/bookings/{answer.json()['bookingId']}")
     assert read.json()["status"] == "confirmed"
+
+
+def clear_of_the_hosts_reconciler(seconds: float) -> None:
+    """The session's host runs the reconciler timer itself (BOOKING_RECONCILE_SCHEDULE, every 2
+    minutes): start where none of its runs falls in the next `seconds`, so that the in-process
+    `reconcile_stuck()` of the test is the one that finishes the row."""
+    import os
+
+    from devhost.ncrontab import CronSchedule
+
+    now = datetime.now(UTC)
+    left = (CronSchedule.parse(os.environ["BOOKING_RECONCILE_SCHEDULE"]).next_occurrence(now) - now).total_seconds()
+    if left < seconds:
+        clock.sleep(left + 1)
+
+
+def _row_of(key):
+    from shared.clients import repositories
+
+    record = repositories().idempotency_record(DOMAIN, key)
+    assert record is not None and record.bookingId
+    return repositories().booking(DOMAIN, record.bookingId)
+
+
+def test_the_reconciler_adopts_a_create_that_landed_after_the_caller_gave_up(tenants, sandbox):
+    """Graph takes 3 s to make the event (the whole write window: the 2 s timeout plus the 1 s
+    margin): the caller gets 503 and never retries. The reconciler, after the deadline, finds the
+    event by its tag and confirms the booking; the key then replays it. One event, one create."""
+    from booking.background import reconcile_stuck
+
+    clear_of_the_hosts_reconciler(15)
+    fault(sandbox, path="/events$", method="POST", latencyMs=3000, count=1)
+    since = sandbox.next_request_index()
+    wait = unknown(book(tenants, "late-1"))
+    row = _row_of("late-1")
+    assert row.status == "uncertain"
+    # No call before the create has landed: it lands at its deadline, the edge of what the service
+    # assumes of Graph (a reconciler run in between would, rightly, create it again).
+    clock.sleep(wait + 1)
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1  # it landed, after the client gave up
+    assert reconcile_stuck() == {"confirmed": 1}
+    assert [e["status"] for e in creates(sandbox, since)] == [201]  # the late one only
+    assert _row_of("late-1").status == "confirmed"
+    replay = book(tenants, "late-1")
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["bookingId"] == row.bookingId and replay.json()["status"] == "confirmed"
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
+    assert len(events(sandbox, "grace@fabrikam.example")) == 1
+    assert reconcile_stuck() == {}
+    assert len(creates(sandbox, since)) == 1
+
+
+def test_the_reconciler_creates_once_a_create_that_never_landed(tenants, sandbox):
+    """A 503 on the create (nothing made): the row is left `uncertain` and the caller never retries.
+    Before the deadline the reconciler leaves it alone; after it, it creates the event once."""
+    from booking.background import reconcile_stuck
+
+    clear_of_the_hosts_reconciler(15)
+    fault(sandbox, path="/events$", method="POST", status=503, count=1)
+    since = sandbox.next_request_index()
+    wait = unknown(book(tenants, "never-1"))
+    row = _row_of("never-1")
+    assert row.status == "uncertain"
+    assert reconcile_stuck() == {}  # it may still land: nothing is sent
+    assert [e["status"] for e in creates(sandbox, since)] == [503]
+    clock.sleep(wait + 0.5)
+    assert reconcile_stuck() == {"confirmed": 1}
+    assert [e["status"] for e in creates(sandbox, since)] == [503, 201]
+    assert len(events(sandbox, "ada@fabrikam.example")) == 1
+    assert len(events(sandbox, "grace@fabrikam.example")) == 1
+    replay = book(tenants, "never-1")
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["bookingId"] == row.bookingId and replay.json()["status"] == "confirmed"
+    assert reconcile_stuck() == {}
+    assert len(creates(sandbox, since)) == 2
+
+
+def test_the_reconciler_timer_is_registered_on_the_app(monkeypatch):
+    import function_app
+    from booking import background
+    from devhost.config import resolve_setting_expressions
+    from devhost.host import load_functions
+    from devhost.ncrontab import CronSchedule
+
+    timer = {f.name: f for f in load_functions(function_app.app)}["booking_reconciler"]
+    assert timer.trigger_type == "timerTrigger"
+    assert timer.trigger["schedule"] == "%BOOKING_RECONCILE_SCHEDULE%"
+    assert timer.trigger["runOnStartup"] is False and timer.trigger["useMonitor"] is True
+    CronSchedule.parse(resolve_setting_expressions(timer.trigger["schedule"]))  # the setting resolves
+    runs = []
+    monkeypatch.setattr(background, "reconcile_stuck", lambda: runs.append(1) or {})
+    timer.user_function(timer=None)
+    assert runs == [1]
 
 
 @pytest.mark.parametrize(
