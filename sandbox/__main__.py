@@ -24,8 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8443, help="TCP port on 127.0.0.1 (default 8443)")
     parser.add_argument("--state-dir", type=Path, default=Path(".local/sandbox"),
                         help="where the CA, keys, CA bundle and vault are kept (default .local/sandbox)")
-    parser.add_argument("--seed", type=Path, default=Path(__file__).with_name("seed.json"),
-                        help="seed file (default: the demo seed sandbox/seed.json)")
+    parser.add_argument("--seed", type=Path, default=None,
+                        help="seed file (default: the demo seed, sandbox/seed.json with next week's calendars)")
     parser.add_argument("--host", default=LOOPBACK, choices=[LOOPBACK, "localhost"],
                         help="the sandbox binds only to the loopback address 127.0.0.1")
     parser.add_argument("--quiet", action="store_true", help="no per-request lines on stderr")
@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.port <= 65535:
         print(f"sandbox: --port must be 1-65535, not {args.port}", file=sys.stderr)
         return 2
+    if args.seed is None:
+        from sandbox.demo import write_demo_seed
+
+        args.seed = args.state_dir / "demo-seed.json"
+        write_demo_seed(args.seed)
     try:
         sandbox = Sandbox(args.state_dir, args.seed, args.port, log_stream=None if args.quiet else sys.stderr)
     except SeedError as exc:

@@ -1,6 +1,6 @@
 """Azure Key Vault secrets (data plane), as the REST API and azure-keyvault-secrets 4.12 use it.
 
-Routes (all take ``?api-version=``; the SDK sends 2026-04-01, older clients 7.x):
+Routes (all take ``?api-version=``; the SDK sends 2026-04-01, a version name, not a date; older clients 7.x):
 ``PUT /secrets/{name}`` (set: a new 32-hex version each time), ``GET /secrets/{name}[/{version}]``
 (``/secrets/{name}/`` is the latest, as the SDK asks for it), ``PATCH /secrets/{name}/{version}``,
 ``GET /secrets``, ``GET /secrets/{name}/versions``, ``DELETE /secrets/{name}`` (soft delete),

@@ -234,7 +234,7 @@ def _event(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
         try:
             bounds.append(parse_event_time(text))  # type: ignore[arg-type]
         except (TypeError, ValueError, AttributeError):
-            c.fail(f"{where}/{key}", "must be an ISO 8601 date-time with a UTC offset, e.g. 2026-12-01T10:00:00-05:00")
+            c.fail(f"{where}/{key}", "must be an ISO 8601 date-time with a UTC offset, like YYYY-MM-DDT10:00:00-05:00")
     if len(bounds) == 2 and bounds[0] >= bounds[1]:
         c.fail(where, "start must be before end")
     show_as = event.setdefault("showAs", "busy")

@@ -24,7 +24,7 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 def utc_now_rfc3339() -> str:
-    """The current UTC time as RFC 3339 with milliseconds, e.g. 2026-12-01T10:00:00.123Z."""
+    """The current UTC time as RFC 3339 with milliseconds, like YYYY-MM-DDT10:00:00.123Z."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -93,17 +93,20 @@ def table_store(azurite: Azurite):
 
 
 def _seed_from_today() -> Path:
-    """tests/sandbox_seed.json with its event times moved to the tests' day (tests/support/days.py),
-    written to a temporary folder (tests never write the repository)."""
+    """tests/sandbox_seed.json with Ann's stand-up on the tests' day (tests/support/days.py), written
+    to a temporary folder (tests never write the repository)."""
     import json
     import tempfile
 
-    from tests.support.days import DAY, SEED_ANCHOR
-    from tools.dates import rebase_seed
+    from tests.support.days import at
 
     seed = json.loads((ROOT / "tests" / "sandbox_seed.json").read_text(encoding="utf-8"))
+    ann = next(user for tenant in seed["tenants"] for user in tenant.get("users", [])
+               if user["mail"] == "ann@fabrikam.example")
+    ann["events"] = [{"subject": "Standup", "start": at(0, "09:00:00+01:00"), "end": at(0, "09:15:00+01:00"),
+                      "showAs": "busy"}]
     path = Path(tempfile.mkdtemp(prefix="sandbox-seed-")) / "sandbox_seed.json"
-    path.write_text(json.dumps(rebase_seed(seed, anchor=SEED_ANCHOR, target=DAY), indent=1), encoding="utf-8")
+    path.write_text(json.dumps(seed, indent=1), encoding="utf-8")
     return path
 
 

@@ -9,11 +9,9 @@ next real daylight-saving transition of a zone.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
 from zoneinfo import ZoneInfo
 
 # The UTC offsets, in hours, that the tests' expectations are written in: northern winter
@@ -114,57 +112,6 @@ def iso(day: date, clock: str, zone: str) -> str:
     hour, minute = (int(part) for part in clock.split(":")[:2])
     local = datetime.combine(day, time(hour, minute), ZoneInfo(zone))
     return local.isoformat()
-
-
-# -- seeds -------------------------------------------------------------------------------------
-
-_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|[+-]\d{2}:\d{2})?$")
-
-
-def shift_days(text: str, days: int, zone: str | None = None) -> str:
-    """Move an ISO 8601 time `days` days, keeping its wall-clock time. With `zone`, and when the
-    text's offset is that zone's at that instant, the new offset is the zone's at the new day
-    (so a 09:00 meeting stays at 09:00 across a clock change); otherwise the offset is kept."""
-    match = _STAMP.match(text)
-    if not match:
-        raise ValueError(f"not an ISO 8601 time: {text!r}")
-    day, clock, offset = match.groups()
-    moved = date.fromisoformat(day) + timedelta(days=days)
-    if zone and offset:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        tz = ZoneInfo(zone)
-        if parsed.utcoffset() == parsed.astimezone(tz).utcoffset():
-            local = datetime.combine(moved, parsed.timetz().replace(tzinfo=None), tz)
-            new_offset = local.strftime("%z")
-            offset = "Z" if offset == "Z" and new_offset == "+0000" else f"{new_offset[:3]}:{new_offset[3:]}"
-    return f"{moved.isoformat()}T{clock}{offset or ''}"
-
-
-def rebase_seed(seed: dict[str, Any], *, anchor: date, target: date) -> dict[str, Any]:
-    """A copy of a sandbox seed whose event times are moved from the week of `anchor` to the same
-    weekdays of `target`'s week (whole weeks, so every weekday stays a weekday), each event
-    keeping its wall-clock time in its owner's time zone."""
-    days = round((target - anchor).days / 7) * 7
-
-    def move(value: Any, zone: str | None) -> Any:
-        if isinstance(value, dict):
-            zone = value.get("timeZone", zone) if isinstance(value.get("timeZone"), str) else zone
-            return {key: (shift_days(item, days, zone) if key in ("start", "end") and isinstance(item, str)
-                          else move(item, zone)) for key, item in value.items()}
-        if isinstance(value, list):
-            return [move(item, zone) for item in value]
-        return value
-
-    return move(seed, None)
-
-
-def week_monday(day: date) -> date:
-    return day - timedelta(days=day.weekday())
-
-
-def each_day(first: date, count: int) -> list[date]:
-    return [first + timedelta(days=i) for i in range(count)]
-
 
 
 def utc_at(day: date, hour: int = 0) -> datetime:

@@ -14,11 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
+from sandbox.demo import write_demo_seed
 from tools.azurite import start_azurite
-from tools.dates import iso, rebase_seed, week_monday
+from tools.dates import iso
 from tools.procs import stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,26 +46,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-# The Tuesday whose week sandbox/seed.json's events are written for (literal on purpose: the
-# anchor they are moved from); `make run` moves them to next week, so the demo never expires.
-DEMO_SEED_ANCHOR = date(2026, 12, 1)
-
-
-def demo_day(now: datetime | None = None) -> date:
-    """The Tuesday of next week: the demo calendars' first busy day, ahead of today whatever today is."""
-    today = (now or datetime.now(UTC)).date()
-    return week_monday(today) + timedelta(days=7 + 1)
-
-
-def write_demo_seed(path: Path, now: datetime | None = None) -> date:
-    """sandbox/seed.json with its events moved to next week (each keeping its wall-clock time in
-    its owner's zone), written to `path`; answers the demo day."""
-    day = demo_day(now)
-    seed = json.loads((ROOT / "sandbox" / "seed.json").read_text(encoding="utf-8"))
-    path.write_text(json.dumps(rebase_seed(seed, anchor=DEMO_SEED_ANCHOR, target=day), indent=1), encoding="utf-8")
-    return day
-
-
 def _host_command() -> tuple[list[str], str]:
     func = shutil.which("func")
     if func:
@@ -78,7 +59,7 @@ def main() -> int:
         print(f"make run: ports already in use on 127.0.0.1: {busy}; is another `make run` going?", file=sys.stderr)
         return 1
     LOCAL.mkdir(parents=True, exist_ok=True)
-    day = write_demo_seed(LOCAL / "sandbox-seed.json")
+    day = write_demo_seed(LOCAL / "sandbox-seed.json")  # next week's calendars, made from today
     settings = json.loads((ROOT / "local.settings.json").read_text())["Values"]
     started: list[subprocess.Popen] = []
     stopping = threading.Event()
@@ -138,7 +119,7 @@ def main() -> int:
     return 0
 
 
-DEMO_TENANT = "9611863f-3d0e-49af-8fcb-1bf70cb3bd01"  # contoso.example in sandbox/seed.json
+DEMO_TENANT = "9611863f-3d0e-49af-8fcb-1bf70cb3bd01"  # contoso.example in the demo seed (sandbox/demo.py)
 
 
 def _print_try(settings: dict[str, str], day: date) -> None:

@@ -4,18 +4,13 @@
 northern-winter offset (New York -05:00, London +00:00, Paris +01:00, Kolkata +05:30, ...) for
 84 days, so expectations written with those offsets hold, and windows of up to twelve weeks from
 `DAY` cross no clock change (tests/integration/test_availability.py asks for DAY+13 to DAY+81).
-`SEED_ANCHOR` is the Tuesday the seed files are written for; seeds are moved from it to `DAY` when
-they are loaded.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from tools.dates import TUESDAY, quiet_day
-
-# Literal on purpose: the day the JSON seed files' event times are written for, moved to DAY at load.
-SEED_ANCHOR = date(2026, 12, 1)
 
 DAY = quiet_day(weekday=TUESDAY, min_days_ahead=14, span_days=84)
 
