@@ -139,18 +139,18 @@ class ScheduleReader:
         id or UPN: Graph paths take no other address). With a delegated `token` (the organizer's),
         Graph is asked as the organizer (`/me`)."""
         parts = plan(list(participants), start, end)
-        parts = [Part(organizer.path if token is not None or p.path_mailbox == organizer.address else p.path_mailbox,
-                      p.schedules, p.start, p.end) for p in parts]
-        organizer_path = organizer.path
+        # The organizer's own parts (all of them with /me) go by the name its paths take.
+        parts = [Part(organizer.path, p.schedules, p.start, p.end)
+                 if token is not None or p.path_mailbox == organizer.address else p for p in parts]
         schedules = {email: Schedule(email) for email in participants}
         workers = min(len(parts), 16)
         if workers == 1:
-            answers = [self._run(tenant_id, organizer_path, parts[0], token)]
+            answers = [self._run(tenant_id, organizer.path, parts[0], token)]
         else:
             from contextvars import copy_context
 
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="getSchedule") as pool:
-                futures = [pool.submit(copy_context().run, self._run, tenant_id, organizer_path, part, token)
+                futures = [pool.submit(copy_context().run, self._run, tenant_id, organizer.path, part, token)
                            for part in parts]
                 answers = [future.result() for future in futures]
         for part, answer in zip(parts, answers, strict=True):

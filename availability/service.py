@@ -50,17 +50,17 @@ class AvailabilityService:
         # Graph is asked by SMTP address (getSchedule takes no object id); answers name people as
         # the caller did. The organizer's address may also be among the attendees.
         addresses = {name: (organizer.address if name == request.organizer else name) for name in request.participants}
+        distinct = list(dict.fromkeys(addresses.values()))
         # Asked for the window widened by the buffer, so busy time just outside it counts.
-        schedules = self.schedules.read(tenant.tenantId, organizer, list(dict.fromkeys(addresses.values())),
+        schedules = self.schedules.read(tenant.tenantId, organizer, distinct,
                                         request.start - request.buffer, request.end + request.buffer)
         participants = []
         for name, address in addresses.items():
             reason = schedules[address].reason
             participants.append({"email": name, "status": "ok"} if reason is None
                                 else {"email": name, "status": "unavailable", "reason": reason})
-        known = [schedules[a] for a in dict.fromkeys(addresses.values())]
-        available = [schedule.participant() for schedule in known if schedule.reason is None]
-        unavailable = len(available) < len(known)
+        available = [schedules[a].participant() for a in distinct if schedules[a].reason is None]
+        unavailable = len(available) < len(distinct)
         if schedules[organizer.address].reason is not None:
             return [], "participant_unavailable", participants
         query = SlotQuery(start=request.start, end=request.end, duration=request.duration,

@@ -24,12 +24,16 @@ PER_RUN = 200
 def reconcile_stuck(per_run: int = PER_RUN) -> dict[str, int]:
     from booking.routes import booking_service
     from shared.clients import repositories
+    from shared.storage import Tenant
 
     repos = repositories()
     service = booking_service()
     outcomes: dict[str, int] = {}
+    tenants: dict[str, Tenant | None] = {}
     for row in repos.stuck_bookings(older_than=service.keys.hold, limit=per_run):
-        tenant = repos.tenant(row.tenantId)
+        if row.tenantId not in tenants:  # one read per tenant and run
+            tenants[row.tenantId] = repos.tenant(row.tenantId)
+        tenant = tenants[row.tenantId]
         outcome = service.reconcile(tenant, row.bookingId) if tenant is not None else "tenant gone"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     if outcomes:

@@ -117,10 +117,8 @@ class BookingService:
 
     def _context(self, tenant: Tenant, organizer: str) -> Context:
         if tenant.mode == "delegated":
-            token = self.members.access_token(tenant.tenantId, organizer)
-            member = self.repos.member(tenant.tenantId, organizer)
-            mailbox = self.people.organizer(tenant.tenantId, organizer, token=token,
-                                            address=member.email if member else None)
+            member, token = self.members.connected(tenant.tenantId, organizer)
+            mailbox = self.people.organizer(tenant.tenantId, organizer, token=token, address=member.email)
             return Context(tenant, mailbox, ev.Calendar(tenant.tenantId, organizer, token))
         mailbox = self.people.organizer(tenant.tenantId, organizer)
         return Context(tenant, mailbox, ev.Calendar(tenant.tenantId, organizer))
@@ -148,7 +146,7 @@ class BookingService:
             else:
                 self.keys.let_go(record)
             raise
-        booking, created = self._resolve(context, record, request)
+        booking, created = self._resolve(context, record, request, fresh=claim.fresh)
         return view(booking), 201 if created else 200
 
     def _unknown_if_uncertain(self, tenant: Tenant, record: IdempotencyRecord) -> None:
@@ -156,22 +154,27 @@ class BookingService:
         if row is not None and row.status == "uncertain":
             raise _unknown(row.attemptDeadline)
 
-    def _resolve(self, context: Context, record: IdempotencyRecord, request: BookingRequest) -> tuple[Booking, bool]:
+    def _resolve(self, context: Context, record: IdempotencyRecord, request: BookingRequest, *,
+                 fresh: bool = False) -> tuple[Booking, bool]:
         """Steps 3-5 for a held key: the booking confirmed (and whether this call confirmed it), or
-        the error the caller sees, with the key freed or kept as the outcome requires."""
+        the error the caller sees, with the key freed or kept as the outcome requires. A `fresh`
+        key (inserted by this request) has no row yet: nothing is read back."""
         tenant = context.tenant
         booking_id = record.bookingId or ""
         try:
-            settled = self._settled(context, record, booking_id)  # reads only: no lease needed
-            if settled is not None:
-                return settled
+            row = None if fresh else self.repos.booking(tenant.tenantId, booking_id)
+            decided = self._decided(context, record, row)  # reads only: no lease needed
+            if decided is not None:
+                return decided
             # One lease per mailbox, by its SMTP address: however the caller names the organizer.
             with hold(self.repos, tenant.tenantId, f"organizer:{context.organizer.address}",
                       ttl=self.window + SLACK) as lease:
-                settled = self._settled(context, record, booking_id, lease)
-                if settled is not None:
-                    return settled
-                return self._create(context, record, request, booking_id, lease), True
+                if not fresh:  # another holder of the key may have moved it on meanwhile
+                    row = self.repos.booking(tenant.tenantId, booking_id)
+                    decided = self._decided(context, record, row, lease)
+                    if decided is not None:
+                        return decided
+                return self._create(context, record, request, row, lease), True
         except _Unknown as unknown:
             self.keys.let_go(record)
             raise unknown.error from None
@@ -186,17 +189,16 @@ class BookingService:
             self._forget(tenant, record, booking_id, only_if_unsent=True)
             raise
 
-    def _settled(self, context: Context, record: IdempotencyRecord, booking_id: str,
+    def _decided(self, context: Context, record: IdempotencyRecord, row: Booking | None,
                  lease: HeldLease | None = None) -> tuple[Booking, bool] | None:
-        """The booking if it is already decided (confirmed, or its event found by our tag); raises
-        `_Unknown` while an earlier attempt may still land; None when a create may be sent."""
-        row = self.repos.booking(context.tenant.tenantId, booking_id)
+        """The booking if its row says it is decided (confirmed, or its event found by our tag);
+        raises `_Unknown` while an earlier attempt may still land; None when a create may be sent."""
         if row is not None and row.status in ("confirmed", "cancelled"):
             self.keys.complete(record)
             return row, False
         if row is None or row.attemptDeadline is None:
             return None
-        found = self.events.find_tagged(context.calendar, booking_id)
+        found = self.events.find_tagged(context.calendar, row.bookingId)
         if found is not None:
             log.info("adopted the event an earlier attempt created")
             return self._confirm(row, found, record), True
@@ -206,35 +208,39 @@ class BookingService:
             raise _Unknown(_unknown(row.attemptDeadline))
         return None
 
-    def _create(self, context: Context, record: IdempotencyRecord, request: BookingRequest, booking_id: str,
+    def _create(self, context: Context, record: IdempotencyRecord, request: BookingRequest, row: Booking | None,
                 lease: HeldLease) -> Booking:
         tenant = context.tenant
+        booking_id = record.bookingId or ""
         try:
             if request.check_availability:
                 self._recheck(context, request)
         except Exception as error:
             raise _NothingHappened(error) from error
-        row = self.repos.booking(tenant.tenantId, booking_id)
-        if row is None:
-            now = utcnow()
-            row = self.repos.store.insert(Booking(
-                tenantId=tenant.tenantId, bookingId=booking_id, organizer=request.organizer,
-                organizerAddress=context.organizer.address, attendees=list(request.attendees),
-                start=request.start.astimezone(UTC), end=request.end.astimezone(UTC), timeZone=request.time_zone,
-                subject=request.subject, body=request.body, onlineMeeting=request.online_meeting,
-                checkAvailability=request.check_availability, status="creating", idempotencyKey=record.key,
-                createdAt=now, updatedAt=now))
         body = ev.event_body(subject=request.subject, body=request.body, start=request.start, end=request.end,
                              time_zone=request.time_zone, attendees=list(request.attendees),
                              online_meeting=request.online_meeting, booking_id=booking_id,
                              transaction=ev.transaction_id(tenant.tenantId, record.key))
         for attempt in range(THROTTLE_ATTEMPTS):
-            # The whole write window held, on the lease and on the key, before anything is sent.
-            lease.ensure(self.window + SLACK)
+            # The whole write window held on the lease, the key and the row before anything is sent;
+            # each is written only when what it holds falls short of it.
+            lease.ensure(self.window)
             sent_at = utcnow()
-            self.keys.extend(record, sent_at + self.window + SLACK)
-            row.attemptDeadline, row.updatedAt = sent_at + self.window, sent_at
-            row = self.repos.store.update(row)
+            self.keys.extend(record, sent_at + self.window)
+            # The row's attemptDeadline fences every create, so it is written right before one is
+            # sent (a row with a deadline may have a create under way; one without has none).
+            if row is None:
+                row = self.repos.store.insert(Booking(
+                    tenantId=tenant.tenantId, bookingId=booking_id, organizer=request.organizer,
+                    organizerAddress=context.organizer.address, attendees=list(request.attendees),
+                    start=request.start.astimezone(UTC), end=request.end.astimezone(UTC),
+                    timeZone=request.time_zone, subject=request.subject, body=request.body,
+                    onlineMeeting=request.online_meeting, checkAvailability=request.check_availability,
+                    status="creating", idempotencyKey=record.key, attemptDeadline=sent_at + self.window,
+                    createdAt=sent_at, updatedAt=sent_at))
+            else:
+                row.attemptDeadline, row.updatedAt = sent_at + self.window, sent_at
+                row = self.repos.store.update(row)
             try:
                 outcome = self.events.create(context.calendar, body, sent_at=sent_at)
             except ServiceError as refused:  # Graph answered a refusal: it made nothing

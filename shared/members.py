@@ -34,8 +34,12 @@ class MemberTokens:
         self._lock = threading.Lock()
 
     def access_token(self, tenant_id: str, person: str) -> str:
-        """A delegated Graph access token for a connected member (the organizer), named by object
-        id, UPN or e-mail, from memory while it has more than 5 minutes left, else redeemed from
+        """A delegated Graph access token for a connected member (see `connected`)."""
+        return self.connected(tenant_id, person)[1]
+
+    def connected(self, tenant_id: str, person: str) -> tuple[ConnectedUser, str]:
+        """A connected member (the organizer), named by object id, UPN or e-mail, and a delegated
+        Graph access token: from memory while it has more than 5 minutes left, else redeemed from
         the member's refresh token. A member who is not connected, whose refresh token Microsoft
         refuses, or whose stored token is gone or disabled for good, is 409 `user_not_connected`
         (and a refused or lost one is marked `needs_reconnect`)."""
@@ -45,7 +49,7 @@ class MemberTokens:
         key = (tenant_id, user.userId)
         cached = self._access.get(key)
         if cached and cached[1] - time.monotonic() > 300:
-            return cached[0]
+            return user, cached[0]
         from shared.tokens import IdentityError
 
         try:
@@ -58,7 +62,7 @@ class MemberTokens:
             raise
         with self._lock:
             self._access[key] = (result["access_token"], time.monotonic() + float(result.get("expires_in", 3600)))
-        return result["access_token"]
+        return user, result["access_token"]
 
     def _stored_token(self, user: ConnectedUser) -> str:
         """The member's refresh token. A version disabled by a refresh between reading the row and

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import logging
 import random
 import threading
@@ -538,7 +539,7 @@ class Repositories:
             Booking, "( status eq 'uncertain' or status eq 'creating' ) and "
                      "( attemptDeadline lt @now or updatedAt lt @quiet )",  # the SDK needs a space after @name
             {"now": now, "quiet": now - older_than}, page_size=min(limit, 1000))
-        return [row for _, row in zip(range(limit), found, strict=False)]
+        return list(itertools.islice(found, limit))
 
     def idempotency_record(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
         return self.store.get(IdempotencyRecord, tenant_id, encode_key(key))

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # local ones. Ids are fixed test values, not real registrations.
 BASE_ENV = {
     "TOKEN_REFRESH_SCHEDULE": "0 0 */6 * * *",
-    "BOOKING_RECONCILE_SCHEDULE": "0 */2 * * * *",
+    # The hosts' own reconciler timer runs only on 29 February: tests call it when they mean to,
+    # and a run between a test's steps (it would rightly finish a booking) cannot race them.
+    "BOOKING_RECONCILE_SCHEDULE": "0 0 0 29 2 *",
     "JOBS_QUEUE_NAME": "tenkc-jobs",
     "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
     "ALLOWED_RETURN_ORIGINS": "https://app.10kc.example,http://127.0.0.1:3000",
@@ -171,6 +173,19 @@ def host(azurite):
         instance = LocalHost(function_app.app, port=0).start()
     yield instance
     instance.stop()
+
+
+# A create's write window in booking tests: a 2 s client timeout plus 1 s in which Graph may still
+# act on a create the client gave up on (production: 10 s + 60 s), so unknown outcomes settle fast.
+WRITE_WINDOW_SECONDS = 3
+
+
+@pytest.fixture
+def short_write_window(app_env, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("GRAPH_WRITE_MARGIN_SECONDS", "1")
+    clear_caches()
+    return WRITE_WINDOW_SECONDS
 
 
 @pytest.fixture

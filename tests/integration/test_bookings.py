@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from tests.conftest import SANDBOX_SEED
+from tests.conftest import SANDBOX_SEED, WRITE_WINDOW_SECONDS
 from tests.support.consent_pages import admin_consent, connect_member
 from tests.support.days import DAY, at, day
 
@@ -45,17 +45,8 @@ BOOKING = {"organizer": "ada@fabrikam.example", "attendees": ["Grace@Fabrikam.ex
            "timeZone": "America/New_York", "subject": "Mentoring: Ada / Grace", "body": "Booked through 10KC"}
 
 
-# A create's write window here: a 2 s client timeout plus 1 s in which Graph may still act on it.
-WINDOW_SECONDS = 3
-
-
 @pytest.fixture
-def tenants(api, sandbox, monkeypatch):
-    from tests.conftest import clear_caches
-
-    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "2")
-    monkeypatch.setenv("GRAPH_WRITE_MARGIN_SECONDS", "1")
-    clear_caches()
+def tenants(api, sandbox, short_write_window):
     sandbox.reset({"tenants": TENANTS})
     admin_consent(api, sandbox, DOMAIN, "ada@fabrikam.example")
     return api
@@ -131,7 +122,7 @@ def unknown(answer):
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"]["code"] == "booking_outcome_unknown"
     wait = int(answer.headers["Retry-After"])
-    assert 1 <= wait <= WINDOW_SECONDS + 1
+    assert 1 <= wait <= WRITE_WINDOW_SECONDS + 1
     return wait
 
 
@@ -170,7 +161,6 @@ def test_graph_failing_throughout_sends_one_create_per_window_and_completes_late
 def test_another_key_for_the_organizer_waits_while_a_create_may_still_land(tenants, sandbox):
     """The first create's outcome is unknown: its lease is fenced until the create's deadline, so
     an overlapping booking with another key cannot pass the re-check before it could land."""
-    clear_of_the_hosts_reconciler(15)  # its timer would finish "first" meanwhile (also correct, but not this test)
     fault(sandbox, path="/events$", method="POST", status=503, count=1)
     unknown(book(tenants, "first"))
     began = clock.monotonic()
@@ -325,20 +315,6 @@ def test_delegated_bookings_use_the_organizers_token(tenants, sandbox):
     assert read.json()["status"] == "confirmed"
 
 
-def clear_of_the_hosts_reconciler(seconds: float) -> None:
-    """The session's host runs the reconciler timer itself (BOOKING_RECONCILE_SCHEDULE, every 2
-    minutes): start where none of its runs falls in the next `seconds`, so that the in-process
-    `reconcile_stuck()` of the test is the one that finishes the row."""
-    import os
-
-    from devhost.ncrontab import CronSchedule
-
-    now = datetime.now(UTC)
-    left = (CronSchedule.parse(os.environ["BOOKING_RECONCILE_SCHEDULE"]).next_occurrence(now) - now).total_seconds()
-    if left < seconds:
-        clock.sleep(left + 1)
-
-
 def _row_of(key):
     from shared.clients import repositories
 
@@ -347,18 +323,30 @@ def _row_of(key):
     return repositories().booking(DOMAIN, record.bookingId)
 
 
+def left_uncertain(tenants, sandbox, key, **rule):
+    """A booking whose create met `rule` (a sandbox fault) and whose caller never retries: its row
+    is `uncertain`. Answers (request index before it, Retry-After, the row)."""
+    fault(sandbox, path="/events$", method="POST", count=1, **rule)
+    since = sandbox.next_request_index()
+    wait = unknown(book(tenants, key))
+    row = _row_of(key)
+    assert row.status == "uncertain"
+    return since, wait, row
+
+
+def replays_confirmed(tenants, key, booking_id):
+    replay = book(tenants, key)
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["bookingId"] == booking_id and replay.json()["status"] == "confirmed"
+
+
 def test_the_reconciler_adopts_a_create_that_landed_after_the_caller_gave_up(tenants, sandbox):
     """Graph takes 3 s to make the event (the whole write window: the 2 s timeout plus the 1 s
     margin): the caller gets 503 and never retries. The reconciler, after the deadline, finds the
     event by its tag and confirms the booking; the key then replays it. One event, one create."""
     from booking.background import reconcile_stuck
 
-    clear_of_the_hosts_reconciler(15)
-    fault(sandbox, path="/events$", method="POST", latencyMs=3000, count=1)
-    since = sandbox.next_request_index()
-    wait = unknown(book(tenants, "late-1"))
-    row = _row_of("late-1")
-    assert row.status == "uncertain"
+    since, wait, row = left_uncertain(tenants, sandbox, "late-1", latencyMs=3000)
     # No call before the create has landed: it lands at its deadline, the edge of what the service
     # assumes of Graph (a reconciler run in between would, rightly, create it again).
     clock.sleep(wait + 1)
@@ -366,9 +354,7 @@ def test_the_reconciler_adopts_a_create_that_landed_after_the_caller_gave_up(ten
     assert reconcile_stuck() == {"confirmed": 1}
     assert [e["status"] for e in creates(sandbox, since)] == [201]  # the late one only
     assert _row_of("late-1").status == "confirmed"
-    replay = book(tenants, "late-1")
-    assert replay.status_code == 200, replay.text
-    assert replay.json()["bookingId"] == row.bookingId and replay.json()["status"] == "confirmed"
+    replays_confirmed(tenants, "late-1", row.bookingId)
     assert len(events(sandbox, "ada@fabrikam.example")) == 1
     assert len(events(sandbox, "grace@fabrikam.example")) == 1
     assert reconcile_stuck() == {}
@@ -380,12 +366,7 @@ def test_the_reconciler_creates_once_a_create_that_never_landed(tenants, sandbox
     Before the deadline the reconciler leaves it alone; after it, it creates the event once."""
     from booking.background import reconcile_stuck
 
-    clear_of_the_hosts_reconciler(15)
-    fault(sandbox, path="/events$", method="POST", status=503, count=1)
-    since = sandbox.next_request_index()
-    wait = unknown(book(tenants, "never-1"))
-    row = _row_of("never-1")
-    assert row.status == "uncertain"
+    since, wait, row = left_uncertain(tenants, sandbox, "never-1", status=503)
     assert reconcile_stuck() == {}  # it may still land: nothing is sent
     assert [e["status"] for e in creates(sandbox, since)] == [503]
     clock.sleep(wait + 0.5)
@@ -393,9 +374,7 @@ def test_the_reconciler_creates_once_a_create_that_never_landed(tenants, sandbox
     assert [e["status"] for e in creates(sandbox, since)] == [503, 201]
     assert len(events(sandbox, "ada@fabrikam.example")) == 1
     assert len(events(sandbox, "grace@fabrikam.example")) == 1
-    replay = book(tenants, "never-1")
-    assert replay.status_code == 200, replay.text
-    assert replay.json()["bookingId"] == row.bookingId and replay.json()["status"] == "confirmed"
+    replays_confirmed(tenants, "never-1", row.bookingId)
     assert reconcile_stuck() == {}
     assert len(creates(sandbox, since)) == 2
 

@@ -68,12 +68,7 @@ def test_the_days_times_are_the_ones_this_module_means():
 
 
 @pytest.fixture
-def tenants(api, sandbox, monkeypatch):
-    from tests.conftest import clear_caches
-
-    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "2")
-    monkeypatch.setenv("GRAPH_WRITE_MARGIN_SECONDS", "1")
-    clear_caches()
+def tenants(api, sandbox, short_write_window):
     sandbox.reset({"tenants": TENANTS})
     admin_consent(api, sandbox, TENANT, ADA)
     return api

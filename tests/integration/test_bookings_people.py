@@ -61,12 +61,7 @@ TENANTS = [
 
 
 @pytest.fixture
-def people(api, sandbox, monkeypatch):
-    from tests.conftest import clear_caches
-
-    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "2")
-    monkeypatch.setenv("GRAPH_WRITE_MARGIN_SECONDS", "1")
-    clear_caches()
+def people(api, sandbox, short_write_window):
     sandbox.reset({"tenants": TENANTS})
     admin_consent(api, sandbox, DOMAIN, GUS, organization="org-31")
     return api
