@@ -85,3 +85,11 @@ def job_queue() -> Any:
 
     settings = get_settings()
     return JobQueue(settings.storage, settings.jobs_queue)
+
+
+@lru_cache(maxsize=1)
+def caller_tokens() -> Any:
+    """The check of callers' bearer tokens (PyJWT is imported here, on the first caller's request)."""
+    from shared.access_tokens import CallerTokens
+
+    return CallerTokens(get_settings(), pooled_session())
