@@ -239,6 +239,13 @@ class CallerTokens:
             response = self._session.get(url, timeout=self._settings.http_timeout_seconds)
             response.raise_for_status()
             document = response.json()
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            # 400 / 404 here: the identity platform knows no such tenant; our settings are at fault.
+            log.error("the identity platform answered %s for the home tenant's OpenID configuration: check "
+                      "HOME_TENANT_ID and IDENTITY_AUTHORITY_HOST", status)
+            raise UpstreamError("The identity platform did not give the configuration needed to check the token; "
+                                "retry later.") from None
         except (requests.RequestException, ValueError) as exc:
             log.warning("the home tenant's OpenID configuration could not be fetched: %s", type(exc).__name__)
             raise UpstreamError("The identity platform could not be reached to check the token; retry later.") from None
