@@ -18,6 +18,11 @@ calling app) in `ALLOWED_CALLER_APP_IDS`, and the app role `Calendar.Integration
 A refused token is 401 `unauthenticated`, a refused caller 403 `forbidden`; the messages say why in
 our own words and never carry the token or its claims.
 
+The web app sends the same token for as long as it lives (MSAL caches it, about an hour), so an
+accepted token is remembered by its SHA-256 (never the token itself) for at most
+`ACCEPTED_MEMORY_SECONDS` and never past its `exp`: a repeat costs a hash and a lookup instead of a
+signature check (`bench/auth.py` has both figures).
+
 Sources: access token claims (v2.0: `aud` the client id, `iss` .../{tid}/v2.0, `azp`, `roles`,
 `scp`, `tid`, `ver`): learn.microsoft.com/entra/identity-platform/access-token-claims-reference;
 validating tokens (signature from the OpenID configuration's `jwks_uri`, issuer, audience, and the
@@ -34,9 +39,13 @@ when the app loads (cold start).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +67,8 @@ KEYS_LIFETIME_SECONDS = 3600  # the key set is fetched again hourly, so a withdr
 KEYS_REFETCH_MIN_SECONDS = 5.0  # unknown kids: at most one fetch per interval
 CONFIGURATION_LIFETIME_SECONDS = 24 * 3600
 MAX_TOKEN_LENGTH = 16_384  # an app token is about 1.5 KB; anything this long is not one
+ACCEPTED_MEMORY_SECONDS = 300  # an accepted token is checked in full again after this (or at its exp)
+ACCEPTED_MEMORY_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -143,11 +154,25 @@ class CallerTokens:
         self._configuration: OpenIdConfiguration | None = None
         self._configuration_at = 0.0
         self._keys: SigningKeys | None = None
+        self._accepted: OrderedDict[bytes, tuple[str, float]] = OrderedDict()  # sha256 -> (app id, until)
 
     def verify(self, token: str) -> str:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        now = time.time()
+        with self._lock:
+            remembered = self._accepted.get(digest)
+            if remembered is not None and now < remembered[1]:
+                return remembered[0]
         configuration, keys = self._home()
         claims = self._checked_claims(token, configuration, keys)
-        return self._allowed_caller(claims)
+        app_id = self._allowed_caller(claims)
+        until = min(float(claims["exp"]) + CLOCK_SKEW_SECONDS, now + ACCEPTED_MEMORY_SECONDS)
+        with self._lock:
+            self._accepted[digest] = (app_id, until)
+            self._accepted.move_to_end(digest)
+            while len(self._accepted) > ACCEPTED_MEMORY_SIZE:
+                self._accepted.popitem(last=False)
+        return app_id
 
     # -- authentication: is this a token of the home tenant, for this API, still valid? -------
 
@@ -157,10 +182,9 @@ class CallerTokens:
 
         if len(token) > MAX_TOKEN_LENGTH:
             raise refuse("it is too long to be an access token")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise refuse("it is not a well-formed JWT") from None
+        header = _unverified_header(token)
+        if header is None:
+            raise refuse("it is not a well-formed JWT")
         if header.get("alg") not in ALGORITHMS:
             raise refuse("it is not signed with RS256")
         kid = header.get("kid")
@@ -255,3 +279,17 @@ class CallerTokens:
             log.warning("the home tenant's OpenID configuration has no issuer or no https jwks_uri")
             raise UpstreamError("The identity platform answered an unexpected configuration; retry later.")
         return OpenIdConfiguration(issuer=issuer, jwks_uri=jwks_uri)
+
+
+def _unverified_header(token: str) -> dict[str, Any] | None:
+    """The JOSE header, only to choose the key (`jwt.decode` then checks the whole token, header
+    included). PyJWT's `get_unverified_header` would decode and check all three parts, which
+    `jwt.decode` does again: about a third of a warm check."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        return None
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return header if isinstance(header, dict) else None

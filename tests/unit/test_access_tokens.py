@@ -48,7 +48,7 @@ class Key:
     def token(self, **changes: Any) -> str:
         now = int(time.time())
         claims = {"aud": API, "iss": ISSUER, "iat": now, "nbf": now, "exp": now + 3600, "azp": WEB,
-                  "roles": ["Calendar.Integration"], "tid": HOME, "ver": "2.0"} | changes
+                  "roles": ["Calendar.Integration"], "tid": HOME, "ver": "2.0", "uti": uuid.uuid4().hex} | changes
         claims = {name: value for name, value in claims.items() if value is not None}
         return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": self.kid})
 
@@ -216,3 +216,27 @@ def test_every_tenant_route_is_anonymous_to_the_host_and_refuses_a_request_witho
                 assert json.loads(answer.get_body())["error"]["code"] == "unauthenticated"
                 assert answer.headers["WWW-Authenticate"] == "Bearer"
     assert tenant_routes >= 6
+
+
+def test_an_accepted_token_is_remembered_by_its_hash_until_its_exp(key, monkeypatch):
+    identity = Identity(key)
+    tokens = checker(identity)
+    token = key.token(exp=int(time.time()) - 299)  # expired, but inside the 5 minutes of skew
+    assert tokens.verify(token) == WEB
+    decodes = []
+    monkeypatch.setattr("shared.access_tokens.jwt.decode", lambda *a, **k: decodes.append(1) or {})
+    assert tokens.verify(token) == WEB and decodes == []  # remembered: no second signature check
+    assert all(isinstance(d, bytes) and len(d) == 32 for d in tokens._accepted)  # hashes, never tokens
+    monkeypatch.undo()
+    time.sleep(1.5)  # now past exp + skew: checked in full again, and refused
+    with pytest.raises(Unauthenticated, match="expired"):
+        tokens.verify(token)
+
+
+def test_a_refused_token_is_not_remembered(key):
+    tokens = checker(Identity(key))
+    token = key.token(roles=[])
+    for _ in range(2):
+        with pytest.raises(Forbidden):
+            tokens.verify(token)
+    assert not tokens._accepted
