@@ -155,11 +155,12 @@ class CallerTokens:
         self._configuration_at = 0.0
         self._keys: SigningKeys | None = None
         self._accepted: OrderedDict[bytes, tuple[str, float]] = OrderedDict()  # sha256 -> (app id, until)
+        self._accepted_lock = threading.Lock()  # apart from _lock, which is held while fetching
 
     def verify(self, token: str) -> str:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         now = time.time()
-        with self._lock:
+        with self._accepted_lock:
             remembered = self._accepted.get(digest)
             if remembered is not None and now < remembered[1]:
                 return remembered[0]
@@ -167,7 +168,7 @@ class CallerTokens:
         claims = self._checked_claims(token, configuration, keys)
         app_id = self._allowed_caller(claims)
         until = min(float(claims["exp"]) + CLOCK_SKEW_SECONDS, now + ACCEPTED_MEMORY_SECONDS)
-        with self._lock:
+        with self._accepted_lock:
             self._accepted[digest] = (app_id, until)
             self._accepted.move_to_end(digest)
             while len(self._accepted) > ACCEPTED_MEMORY_SIZE:
