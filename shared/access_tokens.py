@@ -124,7 +124,7 @@ class SigningKeys:
             if self._last_refetch is not None and now - self._last_refetch < self._min_refetch:
                 return None
             self._last_refetch = now
-            log.info("signing key %s is not in the cached key set: fetching the key set again", kid[:16])
+            log.info("signing key %r is not in the cached key set: fetching the key set again", kid[:16])
             return PyJWKClient.match_kid(self._keys(refresh=True), kid)
 
     def _keys(self, refresh: bool = False) -> list[PyJWK]:
@@ -158,6 +158,9 @@ class CallerTokens:
         self._accepted_lock = threading.Lock()  # apart from _lock, which is held while fetching
 
     def verify(self, token: str) -> str:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthenticated("The bearer token is not accepted: it is too long to be an access token.",
+                                  token_sent=True)
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         now = time.time()
         with self._accepted_lock:
@@ -181,8 +184,6 @@ class CallerTokens:
         def refuse(why: str) -> Unauthenticated:
             return Unauthenticated(f"The bearer token is not accepted: {why}.", token_sent=True)
 
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise refuse("it is too long to be an access token")
         header = _unverified_header(token)
         if header is None:
             raise refuse("it is not a well-formed JWT")
