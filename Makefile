@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/booking_hosts.py
 	$(PY) bench/background.py
 	$(PY) bench/load.py
+	$(PY) bench/auth.py
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) node_modules .local .pytest_cache .ruff_cache

@@ -14,7 +14,9 @@ from shared.settings import get_settings
 
 configure_logging(get_settings().log_level)
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# No function keys: the server-to-server routes check the caller's Entra ID token themselves
+# (shared/callers.py), the same way locally and on Azure; the other routes are public by design.
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(consent_bp)
 app.register_functions(availability_bp)
 app.register_functions(booking_bp)

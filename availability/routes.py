@@ -6,7 +6,8 @@ from functools import lru_cache
 
 import azure.functions as func
 
-from shared.http import endpoint, json_body, json_response, tenant_id_of
+from shared.callers import Caller, tenant_route
+from shared.http import json_body, json_response, tenant_id_of
 
 bp = func.Blueprint()
 
@@ -20,11 +21,12 @@ def availability_service():
 
 
 @bp.function_name("availability")
-@bp.route(route="tenants/{tenantId}/availability", methods=["POST"])
-@endpoint
-def availability(req: func.HttpRequest) -> func.HttpResponse:
+@bp.route(route="tenants/{tenantId}/availability", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@tenant_route  # the caller's token and organization, checked by the service (no function key)
+def availability(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
     body = json_body(req)
     from shared.clients import repositories
 
-    return json_response(availability_service().answer(repositories().require_tenant(tenant_id), body))
+    tenant = repositories().require_tenant(tenant_id, organization_id=caller.organization_id)
+    return json_response(availability_service().answer(tenant, body))

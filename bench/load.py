@@ -62,6 +62,7 @@ def main() -> None:
 
                 local.session = requests.Session()
                 local.session.trust_env = False
+                local.session.headers.update(stack.caller_headers)
             return local.session
 
         def availability(index: int):

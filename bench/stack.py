@@ -20,11 +20,15 @@ BASE_SEED = json.loads((ROOT / "tests" / "sandbox_seed.json").read_text())
 APP = BASE_SEED["apps"][0]
 
 
+ORGANIZATION = "bench"
+
+
 @dataclass
 class Stack:
     host: Any
     sandbox: Any
-    session: Any
+    session: Any  # sends the 10KC web app's token and X-Organization-Id, as the web app does
+    caller_headers: dict[str, str]
 
     def url(self, path: str) -> str:
         return f"{self.host.base_url}/api{path}"
@@ -42,6 +46,7 @@ def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]]) -
     import requests
 
     from sandbox.testing import start_sandbox
+    from tests.support.callers import caller_env, caller_headers
     from tools.azurite import start_azurite
 
     os.environ.pop("REQUESTS_CA_BUNDLE", None)  # the sandbox's bundle is set below
@@ -57,7 +62,7 @@ def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]]) -
             "IDENTITY_AUTHORITY_HOST": sandbox.base_url, "GRAPH_BASE_URL": sandbox.base_url + "/v1.0",
             "SERVICE_STORAGE": azurite.connection_string, "LOG_LEVEL": "WARNING", **sandbox.managed_identity_env(),
             "TOKEN_REFRESH_SCHEDULE": "0 0 */6 * * *", "BOOKING_RECONCILE_SCHEDULE": "0 */2 * * * *",
-            "JOBS_QUEUE_NAME": "bench-jobs",
+            "JOBS_QUEUE_NAME": "bench-jobs", **caller_env(),
         })
         import function_app
         from devhost import LocalHost
@@ -65,13 +70,16 @@ def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]]) -
         from shared.storage import Tenant, utcnow
 
         for tenant_id, zone in enabled:
-            repositories().store.insert(Tenant(tenantId=tenant_id, organizationId="bench", organizationName="Bench",
-                                               mode="domain", status="enabled", defaultTimeZone=zone,
+            repositories().store.insert(Tenant(tenantId=tenant_id, organizationId=ORGANIZATION,
+                                               organizationName="Bench", mode="domain", status="enabled",
+                                               defaultTimeZone=zone,
                                                consentedAt=utcnow(), createdAt=utcnow(), updatedAt=utcnow()))
         host = LocalHost(function_app.app, port=0).start()
         session = requests.Session()
         session.trust_env = False
-        yield Stack(host, sandbox, session)
+        headers = caller_headers(sandbox, ORGANIZATION)
+        session.headers.update(headers)
+        yield Stack(host, sandbox, session, headers)
     finally:
         if host is not None:
             host.stop()

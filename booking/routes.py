@@ -7,8 +7,9 @@ from functools import lru_cache
 
 import azure.functions as func
 
+from shared.callers import Caller, tenant_route
 from shared.errors import BookingNotFound
-from shared.http import endpoint, json_body, json_response, tenant_id_of
+from shared.http import json_body, json_response, tenant_id_of
 
 bp = func.Blueprint()
 _BOOKING_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
@@ -28,35 +29,37 @@ def booking_service():
                           write_margin=timedelta(seconds=settings.graph_write_margin_seconds))
 
 
-def _tenant(tenant_id: str):
+def _tenant(tenant_id: str, caller: Caller):
+    """The caller's organization's tenant (another organization's answers 404 as an unknown one)."""
     from shared.clients import repositories
 
-    return repositories().require_tenant(tenant_id)
+    return repositories().require_tenant(tenant_id, organization_id=caller.organization_id)
 
 
 @bp.function_name("bookings")
-@bp.route(route="tenants/{tenantId}/bookings", methods=["POST"])
-@endpoint
-def bookings(req: func.HttpRequest) -> func.HttpResponse:
+@bp.route(route="tenants/{tenantId}/bookings", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@tenant_route  # the caller's token and organization, checked by the service (no function key)
+def bookings(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
     from booking.request import idempotency_key
 
     key = idempotency_key(req.headers.get("Idempotency-Key"))
     body = json_body(req)
-    view, status = booking_service().create(_tenant(tenant_id), key, body)
+    view, status = booking_service().create(_tenant(tenant_id, caller), key, body)
     return json_response(view, status)
 
 
 @bp.function_name("booking")
-@bp.route(route="tenants/{tenantId}/bookings/{bookingId}", methods=["GET", "DELETE"])
-@endpoint
-def booking(req: func.HttpRequest) -> func.HttpResponse:
+@bp.route(route="tenants/{tenantId}/bookings/{bookingId}", methods=["GET", "DELETE"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+@tenant_route
+def booking(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
     booking_id = req.route_params.get("bookingId", "")
     if not _BOOKING_ID.match(booking_id):
         # Not an id this service hands out (a raw Graph event id, say): there is no such booking.
         raise BookingNotFound("No booking with this id exists in this tenant.", target="bookingId")
-    tenant = _tenant(tenant_id)
+    tenant = _tenant(tenant_id, caller)
     if req.method == "DELETE":
         return json_response(booking_service().cancel(tenant, booking_id))
     return json_response(booking_service().read(tenant, booking_id))

@@ -9,7 +9,8 @@ import azure.functions as func
 
 from consent import pages
 from shared import validation as v
-from shared.http import Handler, endpoint, json_body, json_response, tenant_id_of, wrap
+from shared.callers import Caller, tenant_route
+from shared.http import Handler, json_body, json_response, tenant_id_of, wrap
 
 log = logging.getLogger(__name__)
 
@@ -44,44 +45,47 @@ def page_endpoint(handler: Handler) -> Handler:
     return wrap(handler, _failure_page)
 
 
+# Routes under tenants/{tenantId} are server to server: the service checks the caller's Entra ID
+# token itself (shared.callers), so they are anonymous to the Functions host (no function keys).
 @bp.function_name("tenant")
-@bp.route(route="tenants/{tenantId}", methods=["GET", "PUT", "DELETE"])
-@endpoint
-def tenant(req: func.HttpRequest) -> func.HttpResponse:
+@bp.route(route="tenants/{tenantId}", methods=["GET", "PUT", "DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@tenant_route
+def tenant(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
     service = tenant_service()
     if req.method == "PUT":
         body = json_body(req)
-        view, created = service.register(tenant_id, body)
+        view, created = service.register(tenant_id, caller.organization_id, body)
         return json_response(view, 201 if created else 200)
     if req.method == "DELETE":
-        service.disconnect(tenant_id)
+        service.disconnect(tenant_id, caller.organization_id)
         return func.HttpResponse(status_code=204)
-    return json_response(service.view(tenant_id))
+    return json_response(service.view(tenant_id, caller.organization_id))
 
 
 @bp.function_name("tenant_member")
-@bp.route(route="tenants/{tenantId}/users/{userId}", methods=["GET", "DELETE"])
-@endpoint
-def tenant_member(req: func.HttpRequest) -> func.HttpResponse:
+@bp.route(route="tenants/{tenantId}/users/{userId}", methods=["GET", "DELETE"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+@tenant_route
+def tenant_member(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
     user_id = req.route_params.get("userId", "")
     user_id = v.plain_id(user_id, "userId")  # the contract's id rule, before any storage call
     if "@" in user_id:
         user_id = v.email(user_id, "userId")
     if req.method == "DELETE":
-        tenant_service().disconnect_member(tenant_id, user_id)
+        tenant_service().disconnect_member(tenant_id, caller.organization_id, user_id)
         return func.HttpResponse(status_code=204)
-    return json_response(tenant_service().member(tenant_id, user_id))
+    return json_response(tenant_service().member(tenant_id, caller.organization_id, user_id))
 
 
 @bp.function_name("consent_request")
-@bp.route(route="tenants/{tenantId}/consent", methods=["POST"])
-@endpoint
-def consent_request(req: func.HttpRequest) -> func.HttpResponse:
+@bp.route(route="tenants/{tenantId}/consent", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@tenant_route
+def consent_request(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
     body = json_body(req)
-    tenant = tenant_service().require(tenant_id)
+    tenant = tenant_service().require(tenant_id, caller.organization_id)
     return json_response(consent_service().create_request(tenant, body), 201)
 
 

@@ -53,13 +53,19 @@ class TenantService:
         self.repos = repos
         self.members = members
 
-    def require(self, tenant_id: str) -> Tenant:
-        return self.repos.require_tenant(tenant_id)
+    def require(self, tenant_id: str, organization_id: str) -> Tenant:
+        """The organization's tenant, or 404 (also when another organization owns it)."""
+        return self.repos.require_tenant(tenant_id, organization_id=organization_id)
 
-    def register(self, tenant_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create (True) or update (False) the tenant from a PUT body."""
+    def register(self, tenant_id: str, organization_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create (True) or update (False) the organization's tenant from a PUT body. The body's
+        `organizationId`, when given, must be the organization the caller acts for."""
         v.only_fields(body, TENANT_FIELDS)
-        organization_id = v.plain_id(body.get("organizationId"), "organizationId")
+        if body.get("organizationId") is not None:
+            named = v.plain_id(body.get("organizationId"), "organizationId")
+            if named != organization_id:
+                raise InvalidRequest("organizationId must be the organization of the X-Organization-Id header "
+                                     "(or be left out).", target="organizationId")
         mode = body.get("mode")
         if mode not in MODES:
             raise InvalidRequest("mode must be 'domain' or 'delegated'.", target="mode")
@@ -102,13 +108,13 @@ class TenantService:
             return tenant_view(current, list(self.repos.users(tenant_id))), False
         raise ConcurrencyConflict("the tenant kept changing")
 
-    def view(self, tenant_id: str) -> dict[str, Any]:
-        tenant = self.require(tenant_id)
+    def view(self, tenant_id: str, organization_id: str) -> dict[str, Any]:
+        tenant = self.require(tenant_id, organization_id)
         return tenant_view(tenant, list(self.repos.users(tenant_id)))
 
-    def disconnect(self, tenant_id: str) -> None:
+    def disconnect(self, tenant_id: str, organization_id: str) -> None:
         """Status `disabled`, every stored token deleted, bookings kept. Idempotent."""
-        self.require(tenant_id)
+        self.require(tenant_id, organization_id)
 
         def disable(tenant: Tenant) -> Tenant | None:
             if tenant.status == "disabled":
@@ -123,12 +129,12 @@ class TenantService:
     def _member(self, tenant_id: str, user_id: str) -> ConnectedUser | None:
         return self.repos.member(tenant_id, user_id)  # object id, UPN or e-mail
 
-    def member(self, tenant_id: str, user_id: str) -> dict[str, Any]:
-        self.require(tenant_id)
+    def member(self, tenant_id: str, organization_id: str, user_id: str) -> dict[str, Any]:
+        self.require(tenant_id, organization_id)
         return member_view(self._member(tenant_id, user_id), user_id)
 
-    def disconnect_member(self, tenant_id: str, user_id: str) -> None:
-        self.require(tenant_id)
+    def disconnect_member(self, tenant_id: str, organization_id: str, user_id: str) -> None:
+        self.require(tenant_id, organization_id)
         user = self._member(tenant_id, user_id)
         if user is not None:
             self.members.disconnect(tenant_id, user.userId)

@@ -3,7 +3,9 @@
 #   1. the infrastructure: infra/main.bicep with infra/parameters/<env>.json (az deployment group create),
 #   2. the code: a zip of the repository published with a remote build (Flex Consumption installs
 #      requirements.txt itself),
-#   3. the web app's function key (az functionapp keys), created once, rotated only when asked.
+#   3. function keys retired: callers prove themselves with Entra ID tokens, which the service
+#      checks itself (README, "Security model"), so no key is created, and the web app keys of
+#      earlier versions (tenkc-web, tenkc-web-*) are deleted.
 # --what-if runs az deployment group what-if (validation and the list of changes) and changes
 # nothing; it needs the resource group to exist (--create-group creates it, empty, first).
 # Idempotent: run it again after any change; what exists and is right is left alone.
@@ -26,13 +28,9 @@ Usage: infra/deploy.sh --env NAME --resource-group NAME [options]
                            nothing, stop; the resource group must exist (see --create-group)
   --create-group           with --what-if: create the resource group first when it is missing
                            (an empty group, needs --location; nothing else is created)
-  --infra-only             deploy the infrastructure only (no code, no key)
+  --infra-only             deploy the infrastructure only (no code)
   --code-only              publish the code only (the infrastructure must exist; APP_VERSION
                            keeps the value of the last full deployment)
-  --key-name NAME          the web app's function key (default: the one existing key named
-                           tenkc-web or tenkc-web-*, else a new tenkc-web)
-  --rotate-key             give that key a new value; the old value stops working at once
-                           (not with --infra-only or --what-if)
   --app-version VERSION    APP_VERSION (default: `git describe` of this checkout; outside a git
                            checkout the Bicep's default, 0.1.0)
   -h, --help               this help
@@ -57,11 +55,8 @@ what_if=0
 create_group=0
 do_infra=1
 do_code=1
-# The web app's key: --key-name, or else the one existing key named tenkc-web or tenkc-web-<any>
-# (a key rotated under a new name is found again), or else a new key tenkc-web.
-default_key_name="tenkc-web"
-key_name=""
-rotate_key=0
+# The function keys earlier versions gave the web app; deleted once the new code runs.
+retired_key_pattern='^tenkc-web(-[A-Za-z0-9_-]+)?$'
 app_version=""
 
 while [[ $# -gt 0 ]]; do
@@ -75,8 +70,8 @@ while [[ $# -gt 0 ]]; do
     --create-group) create_group=1; shift ;;
     --infra-only) do_code=0; shift ;;
     --code-only) do_infra=0; shift ;;
-    --key-name) key_name="${2:?--key-name needs a value}"; shift 2 ;;
-    --rotate-key) rotate_key=1; shift ;;
+    --key-name | --rotate-key)
+      die "$1: function keys are retired; the 10KC web app calls with an Entra ID token for the API's app registration (README, \"Deploy\", step 6, and \"Security model\")" ;;
     --app-version) app_version="${2:?--app-version needs a value}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -90,17 +85,8 @@ fi
 if [[ $do_infra -eq 0 && $do_code -eq 0 ]]; then
   die "--infra-only and --code-only exclude each other"
 fi
-if [[ $rotate_key -eq 1 && $do_code -eq 0 ]]; then
-  die "--rotate-key with --infra-only: the function key is handled only in the code step; use --code-only --rotate-key (publishes the code again, leaves the infrastructure alone) or no step option"
-fi
-if [[ $what_if -eq 1 && $rotate_key -eq 1 ]]; then
-  die "--what-if changes nothing, so it cannot --rotate-key; run them separately"
-fi
 if [[ $what_if -eq 1 && $do_infra -eq 0 ]]; then
   die "--what-if shows the infrastructure's changes, which --code-only skips; drop one of them"
-fi
-if [[ -n "$key_name" && ! "$key_name" =~ ^[A-Za-z0-9_-]+$ ]]; then
-  die "--key-name: letters, digits, - and _ only"
 fi
 
 command -v python3 >/dev/null 2>&1 || die "python3 is needed (to read the parameters file and build the package)"
@@ -198,6 +184,8 @@ function_url="$(output functionUrl)"
 public_base_url="$(output publicBaseUrl)"
 vault_name="$(output keyVaultName)"
 redirect_uri="$(output consentRedirectUri)"
+api_audience="$(output apiAudience)"
+home_tenant="$(output homeTenantId)"
 [[ -n "$app_name" ]] || die "deployment $deployment_name in $resource_group has no outputs: deploy the infrastructure first"
 
 if [[ $do_code -eq 1 ]]; then
@@ -218,44 +206,31 @@ if [[ $do_code -eq 1 ]]; then
     sleep 60
   done
 
-  # The host serves the keys API once it runs the new code. Only the keys' names are read.
+  # Earlier versions gave the web app a function key; the routes no longer take one. Delete them
+  # (only names are read; the host serves the keys API once it runs the new code).
   # shellcheck disable=SC2016 # a JMESPath literal, not a shell expansion
   names_query='keys(functionKeys || `{}`)'
   key_names=""
-  for attempt in $(seq 1 12); do
+  listed=0
+  for attempt in $(seq 1 6); do
     if key_names="$(az functionapp keys list --resource-group "$resource_group" --name "$app_name" \
       --query "$names_query" --output tsv "${az_common[@]}" 2>/dev/null)"; then
+      listed=1
       break
     fi
-    [[ $attempt -lt 12 ]] || die "the Functions host of $app_name does not answer the keys API; look at Application Insights"
-    sleep 15
-  done
-  # The web app's key(s) among the existing names: the one named by --key-name, or else every
-  # tenkc-web / tenkc-web-<suffix> (two of them: a rotation by new name not finished yet).
-  if [[ -n "$key_name" ]]; then
-    web_keys="$(grep -xF "$key_name" <<<"$key_names" || true)"
-  else
-    web_keys="$(grep -E "^${default_key_name}(-[A-Za-z0-9_-]+)?\$" <<<"$key_names" || true)"
-  fi
-  web_key_count="$(grep -c . <<<"$web_keys" || true)"
-  web_keys_listed="$(paste -sd ' ' - <<<"$web_keys")"
-  if [[ "$web_key_count" -gt 1 ]]; then
-    [[ $rotate_key -eq 0 ]] || die "several web app keys exist ($web_keys_listed): give --key-name with the one to rotate"
-    note "several web app keys exist ($web_keys_listed), a rotation not finished: all unchanged; delete the one the web app no longer uses (README, \"Deploy\", step 6)"
-    key_name=""
-  elif [[ "$web_key_count" -eq 1 && $rotate_key -eq 0 ]]; then
-    key_name="$web_keys"
-    note "function key $key_name exists: unchanged (--rotate-key gives it a new value)"
-  else
-    key_name="${web_keys:-${key_name:-$default_key_name}}"
-    # No --key-value: the platform generates the value. Its output (the value) is discarded.
-    az functionapp keys set --resource-group "$resource_group" --name "$app_name" \
-      --key-type functionKeys --key-name "$key_name" --output none "${az_common[@]}"
-    if [[ "$web_key_count" -eq 1 ]]; then
-      note "function key $key_name has a new value: update the web app now"
-    else
-      note "function key $key_name created"
+    if [[ $attempt -lt 6 ]]; then
+      sleep 15
     fi
+  done
+  if [[ $listed -eq 0 ]]; then
+    note "WARNING: the host of $app_name does not answer the keys API yet; run this again later to delete the retired web app keys (tenkc-web, tenkc-web-*)"
+  else
+    while IFS= read -r retired; do
+      [[ -n "$retired" ]] || continue
+      note "deleting function key $retired: callers now prove themselves with Entra ID tokens"
+      az functionapp keys delete --resource-group "$resource_group" --name "$app_name" \
+        --key-type functionKeys --key-name "$retired" --output none "${az_common[@]}"
+    done < <(grep -E "$retired_key_pattern" <<<"$key_names" || true)
   fi
 
   if command -v curl >/dev/null 2>&1; then
@@ -285,15 +260,9 @@ Environment $env_name in resource group $resource_group (deployment $deployment_
   Key Vault          $vault_name
   Redirect URI       $redirect_uri
                      (the app registration's Web redirect URI; README "Deploy", step 4)
+  Callers            Entra ID access tokens of tenant $home_tenant for the API $api_audience
+                     (the web app asks for scope api://$api_audience/.default with the client
+                     credentials flow; its app needs the app role Calendar.Integration and must be
+                     in ALLOWED_CALLER_APP_IDS); every /api/tenants request also sends
+                     X-Organization-Id. No function keys. README "Deploy", step 6.
 EOF
-if [[ $do_code -eq 1 && -n "$key_name" ]]; then
-  cat <<EOF
-  Web app key        function key "$key_name" (send it as x-functions-key); read it with
-                     az functionapp keys list -g $resource_group -n $app_name --query 'functionKeys."$key_name"' -o tsv
-                     and keep it in the web app's own secret store, never in a file or a log.
-EOF
-elif [[ $do_code -eq 1 ]]; then
-  cat <<EOF
-  Web app keys       function keys $web_keys_listed: finish the rotation (README "Deploy", step 6)
-EOF
-fi

@@ -53,6 +53,20 @@ param allowedReturnOrigins string
 @maxLength(36)
 param appClientId string
 
+@description('HOME_TENANT_ID: 10KC\'s own Microsoft Entra tenant, where the API\'s app registration and the web app live; callers\' tokens must be issued there. Default: the tenant of this deployment.')
+@minLength(36)
+@maxLength(36)
+param homeTenantId string = tenant().tenantId
+
+@description('API_AUDIENCE: the Application (client) ID of the app registration that exposes this service\'s API (v2 access tokens, app role Calendar.Integration; README, Deploy, step 6).')
+@minLength(36)
+@maxLength(36)
+param apiAudience string
+
+@description('ALLOWED_CALLER_APP_IDS: comma-separated Application (client) IDs of the apps that may call the API (the 10KC web app), each also assigned the app role Calendar.Integration.')
+@minLength(36)
+param allowedCallerAppIds string
+
 @description('APP_CREDENTIAL_TYPE: how the app registration proves itself: certificate (recommended for production) or secret.')
 @allowed([
   'secret'
@@ -308,6 +322,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     PUBLIC_BASE_URL: effectivePublicBaseUrl
     ALLOWED_RETURN_ORIGINS: allowedReturnOrigins
     APP_CLIENT_ID: appClientId
+    // Callers: Entra ID tokens checked by the service itself (no function keys, no platform auth).
+    HOME_TENANT_ID: homeTenantId
+    API_AUDIENCE: apiAudience
+    ALLOWED_CALLER_APP_IDS: allowedCallerAppIds
     APP_CREDENTIAL_TYPE: appCredentialType
     APP_SECRET_NAME: appSecretName
     APP_CERTIFICATE_NAME: appCertificateName
@@ -332,7 +350,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Outputs (names and URLs only: function keys are managed with az functionapp keys, never here)
+// Outputs (names and URLs only; nothing secret)
 // ---------------------------------------------------------------------------------------------
 
 output functionAppName string = names.functionApp
@@ -344,3 +362,5 @@ output keyVaultUri string = keyVault.outputs.vaultUri
 output storageAccountName string = storage.outputs.name
 output identityClientId string = identity.properties.clientId
 output identityPrincipalId string = identity.properties.principalId
+output homeTenantId string = homeTenantId
+output apiAudience string = apiAudience

@@ -10,5 +10,5 @@ One server, one origin, dispatched by path (the contract: the team's SANDBOX.md;
 ``sandbox.server`` holds the HTTP server and the route table, ``sandbox.state`` the seeded, mutable
 state, ``sandbox.seed`` the seed's validation, ``sandbox.pki`` the CA, server certificate and token
 signing key, and ``sandbox.testing`` helpers to start and stop a sandbox process from tests.
-Run it with ``python -m sandbox --port 8443 --state-dir .local/sandbox --seed sandbox/seed.json``.
+Run it with ``python -m sandbox --port 8443 --state-dir .local/sandbox``.
 """

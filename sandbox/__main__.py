@@ -1,4 +1,4 @@
-"""Command line: ``python -m sandbox --port 8443 --state-dir .local/sandbox --seed sandbox/seed.json``.
+"""Command line: ``python -m sandbox --port 8443 --state-dir .local/sandbox``.
 
 Prints exactly one line to stdout once it listens (``sandbox listening on https://127.0.0.1:<port>``);
 one line per request goes to stderr (method, path, status, duration; never bodies, queries or

@@ -19,6 +19,11 @@
   "revoke sessions" does; they then answer ``invalid_grant`` AADSTS50173. Answers
   ``{"userId", "tenantId", "refreshTokensRevoked"}``.
 
+- ``POST /_sandbox/keys/rotate``: a new token signing key, published at once in every tenant's
+  JWKS (``/{tenant}/discovery/v2.0/keys``) beside the previous ones, signs every token from then
+  on; tokens signed before stay valid until they expire. Answers ``{"kid": <the new key's kid>,
+  "published": [kids, current first]}``.
+
 Requests to ``/_sandbox/`` are never logged.
 """
 
@@ -94,6 +99,12 @@ def revoke_user(req: Request) -> Response:
     return Response.json(200, {"userId": user_id, "tenantId": tenant_id, "refreshTokensRevoked": count})
 
 
+def rotate_keys(req: Request) -> Response:
+    keys = req.sandbox.pki.keys
+    new = keys.rotate()
+    return Response.json(200, {"kid": new.kid, "published": [key.kid for key in keys.published]})
+
+
 ROUTES: list[Route] = [
     ("GET", r"/_sandbox/health", health),
     ("POST", r"/_sandbox/reset", reset),
@@ -101,4 +112,5 @@ ROUTES: list[Route] = [
     ("DELETE", r"/_sandbox/requests", clear_requests),
     ("POST", r"/_sandbox/tenants/(?P<tenant>[^/]+)/revoke", revoke_tenant),
     ("POST", r"/_sandbox/users/(?P<email>[^/]+)/revoke", revoke_user),
+    ("POST", r"/_sandbox/keys/rotate", rotate_keys),
 ]

@@ -17,16 +17,32 @@ accepted for discovery too, as Microsoft does).
   and ``_refresh_token``.
 - ``GET /msi/token``: App Service / Functions managed identity (api-version 2019-08-01).
 
-Access tokens are v1-style RS256 JWTs (``iss`` ``https://sts.windows.net/{tid}/``, ``appid``)
-signed by the key in ``pki``: app-only ones have ``idtyp: app`` and ``roles`` when any; delegated
-ones (Graph only) ``idtyp: user``, ``scp`` (space-separated, no resource prefix), ``oid`` (the
-user), ``upn``/``unique_name`` (the user's userPrincipalName), ``name``. ``verify_access_token``
-checks both kinds for the resource handlers. ID tokens are v2 (``iss`` ``<sandbox
-origin>/{tid}/v2.0``, ``aud`` the client id) with ``preferred_username`` = the userPrincipalName
-(the sign-in name, "the primary username that represents the user",
-https://learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference) and
-``email`` = the mail; the two differ for a user whose seed gives another ``userPrincipalName``,
+Access tokens for Microsoft's resources are v1-style RS256 JWTs (``iss``
+``https://sts.windows.net/{tid}/``, ``appid``) signed by the current key in ``pki``: app-only ones
+have ``idtyp: app`` and ``roles`` when any; delegated ones (Graph only) ``idtyp: user``, ``scp``
+(space-separated, no resource prefix), ``oid`` (the user), ``upn``/``unique_name`` (the user's
+userPrincipalName), ``name``.
+``verify_access_token`` checks both kinds for the resource handlers, with any published key.
+ID tokens are v2 (``iss`` ``<sandbox origin>/{tid}/v2.0``, ``aud`` the client id) with
+``preferred_username`` = the userPrincipalName (the sign-in name, "the primary username that
+represents the user",
+https://learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference)
+and ``email`` = the mail; the two differ for a user whose seed gives another ``userPrincipalName``,
 so a client must not take ``preferred_username`` for an e-mail address.
+
+Callers of an API: an app may expose one (``identifierUri``, ``appRoles``) and another hold roles on
+it (``roleAssignments``). Client credentials for ``scope=<identifierUri or client id>/.default``
+answer a v2 access token (``issue_api_access_token``): in the home tenant with the home tenant's v2
+issuer, in a customer tenant where the caller has a service principal with that tenant's issuer.
+``https://graph.microsoft.com/.default`` answers any app of the home tenant a Graph token without
+roles, as Microsoft issues one to any app. Sources: the access token claims reference
+(learn.microsoft.com/entra/identity-platform/access-token-claims-reference), the client credentials
+flow (learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow) and app roles
+(learn.microsoft.com/entra/identity-platform/howto-add-app-roles-in-apps).
+
+Signing keys (``pki.SigningKeys``): the JWKS publishes the current key and the previous ones; after
+``POST /_sandbox/keys/rotate`` new tokens are signed with a new key (a new ``kid``) and tokens signed
+before stay valid until they expire (learn.microsoft.com/entra/identity-platform/signing-key-rollover).
 
 Errors have the identity platform's JSON shape (``error``, ``error_description`` with the
 ``AADSTSnnnn:`` prefix and the trace/correlation/timestamp lines, ``error_codes``, ``timestamp``,
@@ -149,6 +165,39 @@ def issue_access_token(sandbox: Sandbox, *, tenant_id: str, audience: str, appid
     return token, claims["exp"]
 
 
+def issue_api_access_token(sandbox: Sandbox, *, tenant_id: str, api_client_id: str, caller_id: str,
+                           roles: Iterable[str] = (), appidacr: str = "1",
+                           lifetime: int = ACCESS_TOKEN_LIFETIME) -> tuple[str, int]:
+    """Sign an app-only v2 access token for an API that an app of the sandbox exposes, as the identity
+    platform issues one to a client-credentials caller when the API's registration asks for v2
+    tokens (``requestedAccessTokenVersion`` 2): ``aud`` the API's application (client) id, a GUID,
+    whichever form the scope named; ``iss`` the tenant's v2 issuer, the ``issuer`` of its OpenID
+    configuration; ``azp`` / ``azpacr`` the caller and how it authenticated (``appid`` too, as the
+    sandbox's contract asks); ``roles`` the app roles assigned to the caller, absent when none;
+    ``ver`` "2.0"; ``tid``; ``oid`` = ``sub`` the caller's service principal. Returns (token, exp).
+
+    Sources: learn.microsoft.com/entra/identity-platform/access-token-claims-reference (claims of
+    v1.0 and v2.0 access tokens: ``aud``, ``iss``, ``azp``, ``azpacr``, ``roles``, ``ver``, ``tid``);
+    learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow (``scope`` =
+    ``<resource>/.default``; application permissions come as ``roles``);
+    learn.microsoft.com/entra/identity-platform/howto-add-app-roles-in-apps (app roles assigned to
+    applications appear in the ``roles`` claim)."""
+    now = int(time.time())
+    oid = service_principal_id(tenant_id, caller_id)
+    claims: dict[str, Any] = {
+        "aud": api_client_id, "iss": f"{sandbox.base_url}/{tenant_id}/v2.0", "iat": now, "nbf": now,
+        "exp": now + lifetime, "aio": b64url(secrets.token_bytes(24)), "azp": caller_id, "azpacr": appidacr,
+        "appid": caller_id, "oid": oid, "rh": b64url(secrets.token_bytes(12)) + ".", "sub": oid,
+        "tid": tenant_id, "uti": b64url(secrets.token_bytes(16)), "ver": "2.0",
+    }
+    role_list = sorted(set(roles))
+    if role_list:
+        claims["roles"] = role_list
+    signing = sandbox.pki.signing
+    token = jwt.encode(claims, signing.key, algorithm="RS256", headers={"typ": "JWT", "kid": signing.kid})
+    return token, claims["exp"]
+
+
 def verify_access_token(sandbox: Sandbox, token: str, audiences: Iterable[str] | None = None) -> dict[str, Any]:
     """Check a bearer token issued by this sandbox and return its claims, else raise ``InvalidToken``.
 
@@ -160,8 +209,8 @@ def verify_access_token(sandbox: Sandbox, token: str, audiences: Iterable[str] |
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise InvalidToken("malformed", f"not a JWT: {exc}") from None
-    signing = sandbox.pki.signing
-    if header.get("alg") != "RS256" or header.get("kid") != signing.kid:
+    signing = sandbox.pki.keys.find(header.get("kid"))  # any published key: rotation keeps old tokens valid
+    if header.get("alg") != "RS256" or signing is None:
         raise InvalidToken("signature", "the token is not signed with a key of this sandbox")
     try:
         claims = jwt.decode(token, signing.key.public_key(), algorithms=["RS256"], leeway=60,
@@ -336,7 +385,7 @@ def openid_configuration(req: Request) -> Response:
 
 def jwks(req: Request) -> Response:
     _resolve_tenant(req, error="invalid_tenant")
-    return Response.json(200, {"keys": [req.sandbox.pki.signing.jwk()]},
+    return Response.json(200, {"keys": [key.jwk() for key in req.sandbox.pki.keys.published]},
                          [("Cache-Control", "max-age=86400, private"), ("x-ms-request-id", req.request_id)])
 
 
@@ -492,8 +541,10 @@ def _authenticate_client(tr: TokenRequest, app: dict[str, Any]) -> str:
                 "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 
 
-def _scope_resource(tr: TokenRequest, scope: str) -> str:
-    """The resource of a client-credentials ``scope`` (one ``<resource>/.default``)."""
+def _scope_resource(tr: TokenRequest, scope: str) -> str | dict[str, Any]:
+    """The resource of a client-credentials ``scope`` (one ``<resource>/.default``): a Microsoft
+    resource's canonical URI, or the app of the sandbox that exposes an API under that application
+    id URI or client id (caller holds state.lock)."""
     req = tr.req
     scopes = [s for s in scope.split() if s.lower() not in RESERVED_SCOPES]
     if len(scopes) == 1:
@@ -503,9 +554,13 @@ def _scope_resource(tr: TokenRequest, scope: str) -> str:
             for known, canonical in KNOWN_RESOURCES.items():
                 if resource.lower() == known:
                     return canonical
+            api = req.sandbox.state.api_app(resource)
+            if api is not None:
+                return api
         else:
             resource_part = value.rsplit("/", 1)[0] if "/" in value else value
-            if resource_part.rstrip("/").lower() in KNOWN_RESOURCES:
+            if (resource_part.rstrip("/").lower() in KNOWN_RESOURCES
+                    or req.sandbox.state.api_app(resource_part.rstrip("/")) is not None):
                 raise _fail(req, 400, "invalid_scope", 1002012,
                             f"The provided value for scope {value} is not valid. Client credential flows must have "
                             "a scope value with /.default suffixed to the resource identifier (application ID URI).")
@@ -540,12 +595,28 @@ def _client_credentials(tr: TokenRequest) -> Response:
                         "tenant. You may have sent your authentication request to the wrong tenant.")
         appidacr = _authenticate_client(tr, app)
         resource = _scope_resource(tr, scope)
-        roles = state.application_roles(tenant_id, client_id) if resource == GRAPH_RESOURCE else []
+        if isinstance(resource, dict):
+            # An API of an app of the sandbox: a v2 token. In a customer tenant (where the caller
+            # has a service principal) it carries that tenant's issuer, so a service that checks
+            # the issuer refuses it. The sandbox's choice: the caller's role assignments hold in
+            # every tenant, and the API needs no service principal of its own there.
+            api_client_id = resource["clientId"]
+            roles = [r for r in app["roleAssignments"].get(api_client_id, []) if r in resource["appRoles"]]
+        else:
+            roles = state.application_roles(tenant_id, client_id) if resource == GRAPH_RESOURCE else []
         display_name = app["displayName"]
+    if isinstance(resource, dict):
+        access_token, exp = issue_api_access_token(req.sandbox, tenant_id=tenant_id, api_client_id=api_client_id,
+                                                   caller_id=client_id, roles=roles, appidacr=appidacr)
+        return _token_response(req, access_token, exp)
     access_token, exp = issue_access_token(
         req.sandbox, tenant_id=tenant_id, audience=resource, appid=client_id,
         oid=service_principal_id(tenant_id, client_id), app_display_name=display_name, roles=roles,
         appidacr=appidacr)
+    return _token_response(req, access_token, exp)
+
+
+def _token_response(req: Request, access_token: str, exp: int) -> Response:
     expires_in = max(0, exp - int(time.time()))
     return Response.json(200, {"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
                                 "access_token": access_token},

@@ -10,6 +10,11 @@ to clients stays valid and tokens issued before a restart still verify:
 - ``ca-bundle.pem``: the system CA bundle plus the sandbox CA, for ``REQUESTS_CA_BUNDLE``.
 - ``signing-key.pem`` (0600) / ``signing-cert.pem``: the RSA key that signs access tokens, with a
   self-signed certificate so the JWKS can carry ``x5c`` / ``x5t`` as Microsoft's does.
+- ``signing-previous-<n>-key.pem`` / ``-cert.pem``: keys that signed before a rotation
+  (``POST /_sandbox/keys/rotate``), still published in the JWKS so that the tokens they signed stay
+  valid until they expire, as Microsoft keeps a rolled-over key published for a while
+  (learn.microsoft.com/entra/identity-platform/signing-key-rollover). The newest
+  ``PREVIOUS_KEYS_KEPT`` are kept.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -31,6 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 SYSTEM_CA_BUNDLE_FALLBACK = "/etc/ssl/certs/ca-certificates.crt"
 _RENEW_BEFORE = dt.timedelta(days=30)
+PREVIOUS_KEYS_KEPT = 3
 
 
 def b64url(data: bytes) -> str:
@@ -189,6 +196,11 @@ class SigningKey:
     cert: x509.Certificate
     kid: str  # = x5t, base64url SHA-1 of the certificate, as Microsoft's keys have
 
+    @classmethod
+    def of(cls, key: rsa.RSAPrivateKey, cert: x509.Certificate) -> SigningKey:
+        kid = b64url(hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).digest())  # noqa: S324 - x5t is SHA-1 by definition (RFC 7515)
+        return cls(key, cert, kid)
+
     @property
     def private_pem(self) -> bytes:
         return _key_pem(self.key)
@@ -202,6 +214,77 @@ class SigningKey:
                 "x5c": [base64.b64encode(der).decode("ascii")], "alg": "RS256"}
 
 
+def _signing_paths(state_dir: Path, index: int) -> tuple[Path, Path]:
+    """(key, certificate) files: index 0 is the current key, 1.. the previous ones, newest first."""
+    if index == 0:
+        return state_dir / "signing-key.pem", state_dir / "signing-cert.pem"
+    return state_dir / f"signing-previous-{index}-key.pem", state_dir / f"signing-previous-{index}-cert.pem"
+
+
+def _load_signing_key(state_dir: Path, index: int) -> SigningKey | None:
+    key_path, cert_path = _signing_paths(state_dir, index)
+    key, cert = _load_key(key_path), _load_cert(cert_path)
+    if key is None or cert is None or not _same_public_key(cert, key) or not _fresh(cert):
+        return None
+    return SigningKey.of(key, cert)
+
+
+def _new_signing_key() -> SigningKey:
+    key = _new_key()
+    return SigningKey.of(key, _make_signing_cert(key))
+
+
+class SigningKeys:
+    """The token signing keys: the current one signs new tokens; it and the previous ones are
+    published in every tenant's JWKS, and any published key verifies a token it signed."""
+
+    def __init__(self, state_dir: Path, current: SigningKey, previous: list[SigningKey]):
+        self._state_dir = state_dir
+        self._lock = threading.Lock()
+        self._keys = [current, *previous[:PREVIOUS_KEYS_KEPT]]
+
+    @classmethod
+    def load(cls, state_dir: Path) -> SigningKeys:
+        current = _load_signing_key(state_dir, 0)
+        if current is None:
+            keys = cls(state_dir, _new_signing_key(), [])
+            keys._save()
+            return keys
+        previous = [k for i in range(1, PREVIOUS_KEYS_KEPT + 1) if (k := _load_signing_key(state_dir, i))]
+        return cls(state_dir, current, previous)
+
+    @property
+    def current(self) -> SigningKey:
+        return self._keys[0]
+
+    @property
+    def published(self) -> list[SigningKey]:
+        """Current first, then the previous keys, newest first."""
+        return list(self._keys)
+
+    def find(self, kid: object) -> SigningKey | None:
+        return next((k for k in self._keys if k.kid == kid), None)
+
+    def rotate(self) -> SigningKey:
+        """A new current key; the one before stays published (and verifying) as a previous key."""
+        new = _new_signing_key()
+        with self._lock:
+            self._keys = [new, *self._keys[:PREVIOUS_KEYS_KEPT]]
+            self._save()
+        return new
+
+    def _save(self) -> None:
+        for index in range(PREVIOUS_KEYS_KEPT + 1):
+            key_path, cert_path = _signing_paths(self._state_dir, index)
+            if index < len(self._keys):
+                write_private(key_path, self._keys[index].private_pem)
+                write_public(cert_path, self._keys[index].cert.public_bytes(serialization.Encoding.PEM))
+            else:
+                for path in (key_path, cert_path):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+
+
 @dataclass(frozen=True)
 class Pki:
     state_dir: Path
@@ -210,11 +293,16 @@ class Pki:
     server_cert_path: Path
     server_key_path: Path
     ca_bundle_path: Path
-    signing: SigningKey
+    keys: SigningKeys = field(repr=False)
+
+    @property
+    def signing(self) -> SigningKey:
+        """The key that signs new tokens."""
+        return self.keys.current
 
 
 def ensure_pki(state_dir: Path) -> Pki:
-    """Create or reuse the CA, server certificate, CA bundle and signing key in ``state_dir``."""
+    """Create or reuse the CA, server certificate, CA bundle and signing keys in ``state_dir``."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_cert_path, ca_key_path = state_dir / "ca.pem", state_dir / "ca-key.pem"
     server_cert_path, server_key_path = state_dir / "server.pem", state_dir / "server-key.pem"
@@ -243,16 +331,5 @@ def ensure_pki(state_dir: Path) -> Pki:
     parts.append(b"# Microsoft cloud sandbox local CA\n" + ca.public_bytes(serialization.Encoding.PEM))
     write_public(bundle_path, b"".join(parts))
 
-    signing_key_path, signing_cert_path = state_dir / "signing-key.pem", state_dir / "signing-cert.pem"
-    signing_key = _load_key(signing_key_path)
-    signing_cert = _load_cert(signing_cert_path)
-    if (signing_key is None or signing_cert is None or not _same_public_key(signing_cert, signing_key)
-            or not _fresh(signing_cert)):
-        signing_key = _new_key()
-        signing_cert = _make_signing_cert(signing_key)
-        write_private(signing_key_path, _key_pem(signing_key))
-        write_public(signing_cert_path, signing_cert.public_bytes(serialization.Encoding.PEM))
-    kid = b64url(hashlib.sha1(signing_cert.public_bytes(serialization.Encoding.DER)).digest())  # noqa: S324 - x5t is SHA-1 by definition (RFC 7515)
-
     return Pki(state_dir, ca_cert_path, ca_key_path, server_cert_path, server_key_path, bundle_path,
-               SigningKey(signing_key, signing_cert, kid))
+               SigningKeys.load(state_dir))

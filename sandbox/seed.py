@@ -33,7 +33,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cryptography import x509
 
 SEED_KEYS = {"homeTenantId", "apps", "vault", "tenants", "managedIdentity", "resetVault", "graph"}
-APP_KEYS = {"clientId", "clientSecret", "certificates", "redirectUris", "permissions", "displayName"}
+APP_KEYS = {"clientId", "clientSecret", "certificates", "redirectUris", "permissions", "displayName",
+            "identifierUri", "appRoles", "roleAssignments"}
 TENANT_KEYS = {"tenantId", "domain", "displayName", "consented", "applicationAccessPolicy", "groups", "users",
                "allowUserConsent"}
 USER_KEYS = {"id", "mail", "userPrincipalName", "proxyAddresses", "displayName", "isAdmin", "timeZone",
@@ -60,6 +61,7 @@ RESERVED_TENANT_SEGMENTS = {"organizations", "common", "consumers"}
 SECRET_NAME_RE = re.compile(r"[0-9a-zA-Z-]{1,127}")
 _TIME_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,7})?)?")
 _MAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")
 _DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 
 
@@ -189,15 +191,48 @@ def _app(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
         certificates.append(pem)
     if "certificates" in value and not isinstance(value["certificates"], list):
         c.fail(f"{where}/certificates", "must be a list of PEM certificates")
-    if secret is None and not certificates:
+    # An app that exposes an API (identifierUri, appRoles) and is never a client needs no credential.
+    identifier_uri = value.get("identifierUri")
+    if identifier_uri is not None and (not isinstance(identifier_uri, str) or not _URI_RE.fullmatch(identifier_uri)):
+        c.fail(f"{where}/identifierUri", "must be an application ID URI like api://<clientId>")
+        identifier_uri = None
+    app_roles = c.string_list(value.get("appRoles", []), f"{where}/appRoles")
+    if secret is None and not certificates and identifier_uri is None and not app_roles:
         c.fail(where, "needs a clientSecret or at least one certificate")
+    assignments: dict[str, list[str]] = {}
+    raw_assignments = value.get("roleAssignments", {})
+    if not isinstance(raw_assignments, dict):
+        c.fail(f"{where}/roleAssignments", "must be an object {<api clientId>: [app role, ...]}")
+        raw_assignments = {}
+    for api_id, roles in raw_assignments.items():
+        api = c.guid(api_id, f"{where}/roleAssignments/{api_id}")
+        if api:
+            assignments[api] = c.string_list(roles, f"{where}/roleAssignments/{api_id}")
     redirect_uris = c.string_list(value.get("redirectUris", []), f"{where}/redirectUris")
     display_name = value.get("displayName", "10KC Calendar")
     c.string(display_name, f"{where}/displayName")
     return {"clientId": client_id, "clientSecret": secret, "certificates": certificates,
             "redirectUris": redirect_uris, "permissions": _permissions(c, value.get("permissions"),
                                                                        f"{where}/permissions"),
-            "displayName": display_name}
+            "displayName": display_name, "identifierUri": identifier_uri, "appRoles": app_roles,
+            "roleAssignments": assignments}
+
+
+def _check_role_assignments(c: _Checker, apps: list[dict[str, Any]]) -> None:
+    """Every role assigned names an app of the seed that exposes that app role."""
+    by_id = {app["clientId"]: app for app in apps}
+    for i, app in enumerate(apps):
+        for api_id, roles in app["roleAssignments"].items():
+            api = by_id.get(api_id)
+            if api is None:
+                c.fail(f"/apps/{i}/roleAssignments/{api_id}", "is not the clientId of an app in the seed's apps")
+                continue
+            for role in roles:
+                if role not in api["appRoles"]:
+                    c.fail(f"/apps/{i}/roleAssignments/{api_id}", f"{role!r} is not one of that app's appRoles")
+    uris = [app["identifierUri"].lower() for app in apps if app["identifierUri"]]
+    if len(uris) != len(set(uris)):
+        c.fail("/apps", "two apps have the same identifierUri")
 
 
 def _working_hours(c: _Checker, value: Any, where: str) -> dict[str, Any]:
@@ -389,6 +424,7 @@ def validate_seed(raw: Any, *, require_home: bool, current_app_ids: set[str] | N
                 if app["clientId"] in app_ids:
                     c.fail(f"/apps/{i}/clientId", "duplicate clientId")
                 app_ids.add(app["clientId"])
+            _check_role_assignments(c, apps)
             out["apps"] = apps
     if "vault" in raw:
         vault = raw["vault"]

@@ -143,6 +143,17 @@ class SandboxState:
     def app(self, client_id: str | None) -> dict[str, Any] | None:
         return self.apps.get((client_id or "").lower())
 
+    def api_app(self, resource: str) -> dict[str, Any] | None:
+        """The app that exposes an API (``identifierUri`` or ``appRoles``) under ``resource``: its
+        application ID URI (case-insensitive) or its client id."""
+        wanted = resource.lower()
+        for app in self.apps.values():
+            if not (app["identifierUri"] or app["appRoles"]):
+                continue
+            if wanted in {app["clientId"], (app["identifierUri"] or "").lower()}:
+                return app
+        return None
+
     def tenant(self, tenant_id: str) -> dict[str, Any] | None:
         """A tenant by GUID: a seeded customer tenant, or the home tenant (a bare entry if unseeded)."""
         tid = tenant_id.lower()

@@ -90,6 +90,22 @@ class SandboxProcess:
             raise RuntimeError(f"sandbox reset failed: {response.status_code} {response.text}")
         return response.json()
 
+    def rotate_keys(self) -> str:
+        """``POST /_sandbox/keys/rotate``; answers the new signing key's ``kid``."""
+        response = self.session().post(f"{self.base_url}/_sandbox/keys/rotate", timeout=30)
+        response.raise_for_status()
+        return str(response.json()["kid"])
+
+    def client_token(self, tenant: str, client_id: str, client_secret: str, scope: str) -> str:
+        """An access token from the client credentials flow (raises on an error answer)."""
+        response = self.session().post(
+            f"{self.base_url}/{tenant}/oauth2/v2.0/token", timeout=30,
+            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                  "scope": scope})
+        if response.status_code != 200:
+            raise RuntimeError(f"token request failed: {response.status_code} {response.json().get('error')}")
+        return str(response.json()["access_token"])
+
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         """The request log (entries with ``index >= since``)."""
         response = self.session().get(f"{self.base_url}/_sandbox/requests", params={"since": since}, timeout=30)

@@ -92,3 +92,11 @@ def people() -> Any:
     from shared.people import People
 
     return People(graph_client())
+
+
+@lru_cache(maxsize=1)
+def caller_tokens() -> Any:
+    """The check of callers' bearer tokens (PyJWT is imported here, on the first caller's request)."""
+    from shared.access_tokens import CallerTokens
+
+    return CallerTokens(get_settings(), pooled_session())

@@ -10,15 +10,36 @@ class ServiceError(Exception):
     code: str = "internal_error"
 
     def __init__(self, message: str, *, target: str | None = None, retry_after: int | None = None,
-                 status: int | None = None, code: str | None = None) -> None:
+                 status: int | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.target = target
         self.retry_after = retry_after
+        self.headers = dict(headers or {})  # more headers of the answer (WWW-Authenticate)
         if status is not None:
             self.status = status
         if code is not None:
             self.code = code
+
+
+class Unauthenticated(ServiceError):
+    """No bearer token, or one the service does not accept (RFC 6750: 401 with a `Bearer` challenge,
+    `error="invalid_token"` when a token was sent)."""
+
+    status, code = 401, "unauthenticated"
+
+    def __init__(self, message: str, *, token_sent: bool) -> None:
+        challenge = 'Bearer error="invalid_token"' if token_sent else "Bearer"
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(ServiceError):
+    """A valid token of a caller that may not call (RFC 6750 `insufficient_scope`)."""
+
+    status, code = 403, "forbidden"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
 
 
 class InvalidRequest(ServiceError):

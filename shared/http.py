@@ -67,7 +67,7 @@ def error_response(error: ServiceError) -> func.HttpResponse:
     if error.target is not None:
         body["target"] = error.target
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
-    return json_response({"error": body}, status=error.status, headers=headers)
+    return json_response({"error": body}, status=error.status, headers={**headers, **error.headers})
 
 
 def wrap(handler: Handler, render: Callable[[ServiceError], func.HttpResponse]) -> Handler:

@@ -107,6 +107,20 @@ def _guid(name: str, value: str) -> str:
         raise SettingsError(f"{name} must be a GUID, got {value!r}") from None
 
 
+def _api_audience(value: str) -> str:
+    if value.lower().startswith("api://"):
+        raise SettingsError("API_AUDIENCE must be the application (client) id of the API's app registration, a "
+                            f"GUID (v2 access tokens carry it as aud), not its application ID URI {value!r}")
+    return _guid("API_AUDIENCE", value)
+
+
+def _guid_list(name: str, value: str) -> frozenset[str]:
+    ids = frozenset(_guid(name, item.strip()) for item in value.split(",") if item.strip())
+    if not ids:
+        raise SettingsError(f"{name} must list at least one application (client) id")
+    return ids
+
+
 @dataclass(frozen=True)
 class StorageConnection:
     """Where the service's tables and queues live: a connection string, or service URIs for
@@ -127,6 +141,10 @@ class Settings:
     app_certificate_name: str
     key_vault_url: str
     storage: StorageConnection
+    # Callers (README, "Security model"): tokens of the home tenant, for this API, of these apps.
+    home_tenant_id: str
+    api_audience: str
+    allowed_caller_app_ids: frozenset[str]
     authority_host: str = PUBLIC_AUTHORITY_HOST
     graph_base_url: str = PUBLIC_GRAPH_BASE_URL
     graph_resource: str = PUBLIC_GRAPH_RESOURCE
@@ -155,6 +173,12 @@ class Settings:
     @property
     def consent_callback_url(self) -> str:
         return f"{self.public_base_url}/api/consent/callback"
+
+    @property
+    def home_openid_configuration_url(self) -> str:
+        """The home tenant's OpenID configuration: its `issuer` and `jwks_uri` are what callers'
+        tokens are checked against."""
+        return f"{self.authority_host}/{self.home_tenant_id}/v2.0/.well-known/openid-configuration"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -220,6 +244,9 @@ class Settings:
             ),
             key_vault_url=_url("KEY_VAULT_URL", get("KEY_VAULT_URL"), https_only=True),
             storage=storage,
+            home_tenant_id=_guid("HOME_TENANT_ID", get("HOME_TENANT_ID")),
+            api_audience=_api_audience(get("API_AUDIENCE")),
+            allowed_caller_app_ids=_guid_list("ALLOWED_CALLER_APP_IDS", get("ALLOWED_CALLER_APP_IDS")),
             authority_host=_url("IDENTITY_AUTHORITY_HOST", get("IDENTITY_AUTHORITY_HOST", PUBLIC_AUTHORITY_HOST),
                                 https_only=True),
             graph_base_url=_url("GRAPH_BASE_URL", get("GRAPH_BASE_URL", PUBLIC_GRAPH_BASE_URL), https_only=True),

@@ -473,10 +473,11 @@ class Repositories:
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.store.get(Tenant, tenant_id, "tenant")
 
-    def require_tenant(self, tenant_id: str) -> Tenant:
-        """The tenant, or 404 `tenant_not_found`."""
+    def require_tenant(self, tenant_id: str, *, organization_id: str) -> Tenant:
+        """The tenant as the organization sees it, or 404 `tenant_not_found`: a tenant of another
+        organization answers exactly as an unknown one, so organizations cannot find each other's."""
         tenant = self.tenant(tenant_id)
-        if tenant is None:
+        if tenant is None or tenant.organizationId != organization_id:
             raise TenantNotFound("No tenant with this id is registered.", target="tenantId")
         return tenant
 

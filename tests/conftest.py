@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.callers import ORGANIZATION, caller_env, caller_token
 from tools.azurite import Azurite, start_azurite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ BASE_ENV = {
     "KEY_VAULT_URL": "https://127.0.0.1:9/",
     "SERVICE_STORAGE": "UseDevelopmentStorage=true",
     "LOG_LEVEL": "INFO",
+    **caller_env(),  # the callers of tests/sandbox_seed.json (tests/support/callers.py)
 }
 for _name, _value in BASE_ENV.items():
     os.environ.setdefault(_name, _value)
@@ -61,6 +63,7 @@ def clear_caches() -> None:
     clients.graph_client.cache_clear()
     clients.job_queue.cache_clear()
     clients.people.cache_clear()
+    clients.caller_tokens.cache_clear()
     from consent import routes as consent_routes
 
     consent_routes.tenant_service.cache_clear()
@@ -138,6 +141,7 @@ def sandbox_env(sandbox, monkeypatch: pytest.MonkeyPatch):
         "IDENTITY_AUTHORITY_HOST": sandbox.base_url,
         "GRAPH_BASE_URL": sandbox.base_url + "/v1.0",
         "APP_CLIENT_ID": seed["apps"][0]["clientId"],
+        **caller_env(),
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -153,7 +157,7 @@ def app_env(azurite, sandbox, sandbox_env, monkeypatch: pytest.MonkeyPatch):
     import json
 
     seed = json.loads(SANDBOX_SEED.read_text())
-    sandbox.reset({"tenants": seed["tenants"]})
+    sandbox.reset({"apps": seed["apps"], "tenants": seed["tenants"]})  # apps: the callers are back too
     monkeypatch.setenv("SERVICE_STORAGE", azurite.connection_string)
     monkeypatch.setenv("STORAGE_TABLE_PREFIX", "t" + uuid.uuid4().hex[:12])
     clear_caches()
@@ -189,8 +193,12 @@ def short_write_window(app_env, monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 @pytest.fixture
-def api(host, app_env):
-    """A requests session on the running app (`api.get("/tenants/…")`), with its base URL."""
+def api(host, app_env, sandbox):
+    """A requests session on the running app (`api.get("/tenants/…")`), as the 10KC web app calls
+    it: a caller token from the sandbox (`Authorization: Bearer …`) and `X-Organization-Id: org-42`
+    on every request. A request sends none of them with `headers={"Authorization": None}` (or
+    `"X-Organization-Id": None`), others by naming them; `api.acting_for("org-7")` is a session of
+    the same caller for another organization."""
     import requests
 
     class Api(requests.Session):
@@ -199,7 +207,19 @@ def api(host, app_env):
             kwargs["allow_redirects"] = False  # Session.get sets True; we look at our own 302s
             return super().request(method, f"{host.base_url}/api{url}", *args, **kwargs)
 
+        def acting_for(self, organization: str) -> Api:
+            other = Api()
+            other.trust_env = False
+            other.headers.update(self.headers)
+            other.headers["X-Organization-Id"] = organization
+            sessions.append(other)
+            return other
+
+    sessions: list[Api] = []
     session = Api()
     session.trust_env = False  # the app is plain http on loopback; no proxies, no CA bundle needed
+    session.headers["Authorization"] = f"Bearer {caller_token(sandbox)}"
+    session.headers["X-Organization-Id"] = ORGANIZATION
     yield session
-    session.close()
+    for other in [session, *sessions]:
+        other.close()

@@ -46,6 +46,30 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def settings_with_sample_defaults() -> tuple[dict[str, str], list[str]]:
+    """local.settings.json's values, plus the sample's for settings it lacks (a file made before a
+    setting was added); answers the values and the names taken from the sample."""
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    values = json.loads((ROOT / "local.settings.json").read_text())["Values"]
+    missing = sorted(name for name in sample if name not in values)
+    return {**{name: sample[name] for name in missing}, **values}, missing
+
+
+def demo_caller(settings: dict[str, str]) -> dict[str, str] | None:
+    """The demo seed's app that may call the service (in ALLOWED_CALLER_APP_IDS, holding the app
+    role Calendar.Integration on API_AUDIENCE, with a secret): the 10KC web app of the sandbox."""
+    allowed = {item.strip().lower() for item in settings.get("ALLOWED_CALLER_APP_IDS", "").split(",")}
+    api = settings.get("API_AUDIENCE", "").lower()
+    apps = json.loads((ROOT / "sandbox" / "seed.json").read_text(encoding="utf-8"))["apps"]
+    for app in apps:
+        roles = app.get("roleAssignments", {}).get(api, [])
+        if app["clientId"].lower() in allowed and "Calendar.Integration" in roles and app.get("clientSecret"):
+            exposed = next((a for a in apps if a["clientId"].lower() == api), {})
+            return {"clientId": app["clientId"], "clientSecret": app["clientSecret"],
+                    "scope": f"{exposed.get('identifierUri') or api}/.default"}
+    return None
+
+
 def _host_command() -> tuple[list[str], str]:
     func = shutil.which("func")
     if func:
@@ -60,7 +84,10 @@ def main() -> int:
         return 1
     LOCAL.mkdir(parents=True, exist_ok=True)
     day = write_demo_seed(LOCAL / "sandbox-seed.json")  # next week's calendars, made from today
-    settings = json.loads((ROOT / "local.settings.json").read_text())["Values"]
+    settings, missing = settings_with_sample_defaults()
+    if missing:
+        print(f"local.settings.json has no {', '.join(missing)}: using local.settings.sample.json's values "
+              "(copy them into local.settings.json to keep your own)", flush=True)
     started: list[subprocess.Popen] = []
     stopping = threading.Event()
 
@@ -86,15 +113,11 @@ def main() -> int:
         command, name = _host_command()
         print(f"starting {name} on http://127.0.0.1:{HOST_PORT} ...", flush=True)
         env = dict(os.environ)
-        # Settings added to the sample since this checkout's local.settings.json was made.
-        sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
-        missing = {name: value for name, value in sample.items() if name not in settings}
-        if missing:
-            print(f"local.settings.json lacks {sorted(missing)}: using the sample's values", flush=True)
-            env.update({name: value for name, value in missing.items() if name not in env})
         # The machine may set REQUESTS_CA_BUNDLE for everything; the host must trust the sandbox CA
         # too (the bundle holds the system CAs plus the sandbox's). Verification stays on.
         env["REQUESTS_CA_BUNDLE"] = str(LOCAL / "sandbox" / "ca-bundle.pem")
+        for name in missing:  # the environment wins over local.settings.json, as under Core Tools
+            env.setdefault(name, settings[name])
         host = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         started.append(host)
         wait_for_port(HOST_PORT, timeout=60, process=host)
@@ -122,25 +145,48 @@ def main() -> int:
 DEMO_TENANT = "9611863f-3d0e-49af-8fcb-1bf70cb3bd01"  # contoso.example in the demo seed (sandbox/demo.py)
 
 
+DEMO_ORGANIZATION = "org-demo"
+
+
+def token_command(settings: dict[str, str], ca_shown: Path | str) -> str | None:
+    """One shell line that gets the demo web app's caller token from the sandbox into TOKEN."""
+    caller = demo_caller(settings)
+    if caller is None:
+        return None
+    endpoint = f"https://127.0.0.1:{SANDBOX_PORT}/{settings.get('HOME_TENANT_ID')}/oauth2/v2.0/token"
+    return (f"TOKEN=$(curl -s --cacert {ca_shown} {endpoint} -d grant_type=client_credentials "
+            f"-d client_id={caller['clientId']} --data-urlencode client_secret={caller['clientSecret']} "
+            f"--data-urlencode scope={caller['scope']} "
+            """| python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')""")
+
+
 def _print_try(settings: dict[str, str], day: date) -> None:
     ca = LOCAL / "sandbox" / "ca.pem"
     ca_shown = ca.relative_to(ROOT) if ca.is_relative_to(ROOT) else ca
     base = f"http://127.0.0.1:{HOST_PORT}/api"
+    get_token = token_command(settings, ca_shown) or (
+        "(no app of sandbox/seed.json is in ALLOWED_CALLER_APP_IDS with the role Calendar.Integration on "
+        "API_AUDIENCE: see README, Security model)")
+    caller = '-H "Authorization: Bearer $TOKEN" -H "X-Organization-Id: ' + DEMO_ORGANIZATION + '"'
     print(
         f"""
 The service is running.
   health:          curl -s {base}/health
   API document:    curl -s {base}/openapi.yaml
   functions:       curl -s http://127.0.0.1:{HOST_PORT}/admin/functions
+Routes under /api/tenants need the 10KC web app's Entra ID token (it lasts an hour) and its organization.
+Get a token from the sandbox (the demo web app's client credentials) into TOKEN:
+  {get_token}
 Connect the demo tenant (contoso.example, not consented yet):
-  curl -s -X PUT {base}/tenants/{DEMO_TENANT} -H 'Content-Type: application/json' \\
-       -d '{{"organizationId": "org-demo", "mode": "domain"}}'
-  curl -s -X POST {base}/tenants/{DEMO_TENANT}/consent -H 'Content-Type: application/json' \\
-       -d '{{"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"}}'
+  curl -s -X PUT {base}/tenants/{DEMO_TENANT} {caller} \\
+       -H 'Content-Type: application/json' -d '{{"mode": "domain"}}'
+  curl -s -X POST {base}/tenants/{DEMO_TENANT}/consent {caller} \\
+       -H 'Content-Type: application/json' -d '{{"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"}}'
   then open the redirectUrl in a browser that trusts {ca_shown}, pick ada@contoso.example,
-  click Accept, and find the tenant enabled: curl -s {base}/tenants/{DEMO_TENANT}
+  click Accept, and find the tenant enabled: curl -s {base}/tenants/{DEMO_TENANT} {caller}
 Free time and a booking:
-  curl -s -X POST {base}/tenants/{DEMO_TENANT}/availability -H 'Content-Type: application/json' \\
+  curl -s -X POST {base}/tenants/{DEMO_TENANT}/availability {caller} \\
+       -H 'Content-Type: application/json' \\
        -d '{{"organizer": "ada@contoso.example", "attendees": ["grace@contoso.example"],
             "start": "{iso(day, "09:00", "America/New_York")}", "end": "{iso(day, "17:00", "America/New_York")}",
             "durationMinutes": 30}}'

@@ -39,7 +39,7 @@ def service(api, host, sandbox, app_env, monkeypatch):
         if tenant["tenantId"] == NORTHWIND:
             tenant["consented"] = {}
             tenant["users"] = [GRACE, NORA]
-    sandbox.reset({"apps": [app], "tenants": tenants})
+    sandbox.reset({"apps": [app, *seed["apps"][1:]], "tenants": tenants})  # the callers stay
     yield api
     sandbox.reset({"apps": seed["apps"], "tenants": seed["tenants"]})
 
@@ -54,6 +54,7 @@ def consent_page(browser: Browser, api, tenant: str, kind: str, login_hint: str 
 
 
 def test_domain_admin_connects_the_organization(browser: Browser, service, host) -> None:
+    service = service.acting_for("org-7")
     service.put(f"/tenants/{CONTOSO}", json={"organizationId": "org-7", "organizationName": "Contoso on 10KC",
                                              "mode": "domain"})
     page = consent_page(browser, service, CONTOSO, "admin")
@@ -67,6 +68,7 @@ def test_domain_admin_connects_the_organization(browser: Browser, service, host)
 
 
 def test_admin_cancels_and_nothing_changes(browser: Browser, service, host) -> None:
+    service = service.acting_for("org-7")
     service.put(f"/tenants/{CONTOSO}", json={"organizationId": "org-7", "mode": "domain"})
     page = consent_page(browser, service, CONTOSO, "admin")
     with page.expect_navigation(url=f"{host.base_url}/api/consent/callback?**") as navigation:
@@ -78,6 +80,7 @@ def test_admin_cancels_and_nothing_changes(browser: Browser, service, host) -> N
 
 
 def test_delegated_admin_then_a_member_connects(browser: Browser, service, host) -> None:
+    service = service.acting_for("org-8")
     service.put(f"/tenants/{NORTHWIND}", json={"organizationId": "org-8", "organizationName": "Northwind",
                                                "mode": "delegated"})
     admin = consent_page(browser, service, NORTHWIND, "admin")

@@ -3,6 +3,12 @@ Azurite and the sandbox behind it: generated requests (valid and invalid) for ev
 random paths and methods for the catch-all. Zero 5xx; every error in the contract's envelope;
 every answer as the document describes it, with an x-request-id.
 
+Requests carry the 10KC web app's token from the sandbox and, mostly, the organization that owns
+the known tenants (X-Organization-Id is generated too, so some are malformed or another
+organization's). schemathesis' `ignored_auth` check sends each operation again without the token
+and with a made-up one: they must be refused. And every tenant operation is also fuzzed with no
+token and no organization at all: 401 in the envelope, whatever else the request holds.
+
 `make test` runs a CI-sized fuzz (FUZZ_EXAMPLES per operation, 120 by default: about two
 thousand requests); `make fuzz` runs the long one.
 """
@@ -21,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SANDBOX_SEED, clear_caches
+from tests.support.callers import caller_env, caller_token
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
@@ -35,6 +42,9 @@ USERS = [{"id": f"f0f0f0f0-0000-4000-8000-{i:012d}", "mail": f"user{i}@fuzz.exam
 OPERATIONS = [result.ok().label for result in schemathesis.openapi.from_path(ROOT / "openapi.yaml")
               .get_all_operations()]
 
+ORGANIZATION = "org-fuzz"  # owns the known tenants
+
+
 @pytest.fixture(scope="module")
 def fuzz_stack(azurite, sandbox, host):
     """The service on Azurite and the sandbox, with three known tenants the fuzzer aims at."""
@@ -42,12 +52,14 @@ def fuzz_stack(azurite, sandbox, host):
         values = {**sandbox.managed_identity_env(), "KEY_VAULT_URL": sandbox.base_url,
                   "IDENTITY_AUTHORITY_HOST": sandbox.base_url, "GRAPH_BASE_URL": sandbox.base_url + "/v1.0",
                   "APP_CLIENT_ID": APP["clientId"], "SERVICE_STORAGE": azurite.connection_string,
-                  "STORAGE_TABLE_PREFIX": "fuzz" + uuid.uuid4().hex[:8], "LOG_LEVEL": "WARNING"}
+                  "STORAGE_TABLE_PREFIX": "fuzz" + uuid.uuid4().hex[:8], "LOG_LEVEL": "WARNING", **caller_env()}
         for name, value in values.items():
             patch.setenv(name, value)
         clear_caches()
         consented = {APP["clientId"]: {"application": ["Calendars.ReadWrite"], "delegated": []}}
-        sandbox.reset({"tenants": [{"tenantId": DOMAIN, "domain": "fuzz.example", "consented": consented,
+        seed = json.loads(SANDBOX_SEED.read_text())
+        sandbox.reset({"apps": seed["apps"],
+                       "tenants": [{"tenantId": DOMAIN, "domain": "fuzz.example", "consented": consented,
                                     "users": USERS},
                                    {"tenantId": DELEGATED, "domain": "fuzz2.example", "users": []}]})
         reset_tenants()
@@ -64,18 +76,29 @@ def reset_tenants() -> None:
 
     for tenant_id, mode, status in [(DOMAIN, "domain", "enabled"), (DELEGATED, "delegated", "enabled"),
                                     (PENDING, "domain", "pending_consent")]:
-        repositories().store.upsert(Tenant(tenantId=tenant_id, organizationId="org-fuzz", organizationName="Fuzz",
+        repositories().store.upsert(Tenant(tenantId=tenant_id, organizationId=ORGANIZATION, organizationName="Fuzz",
                                            mode=mode, status=status, createdAt=utcnow(), updatedAt=utcnow()))
 
 
 STATUSES: Counter[int] = Counter()
 
 
-@pytest.fixture
-def fuzz_schema(fuzz_stack):
+def load_schema(base_url: str, token: str | None = None):
     loaded = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
-    loaded.config.update(base_url=f"{fuzz_stack.base_url}/api", suppress_health_check=list(HealthCheck))
+    loaded.config.update(base_url=base_url, suppress_health_check=list(HealthCheck))
     loaded.config.generation.update(max_examples=EXAMPLES)
+
+    if token is not None:
+        @loaded.auth()
+        class WebAppToken:
+            """The web app's credential for the `entraId` scheme: schemathesis sends it with every
+            request and, for `ignored_auth`, again without it and with a made-up one."""
+
+            def get(self, case, context):
+                return token
+
+            def set(self, case, data, context):
+                case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
     @loaded.hook
     def flatmap_path_parameters(context, path_parameters):
@@ -85,7 +108,22 @@ def fuzz_schema(fuzz_stack):
         return st.sampled_from([DOMAIN, DOMAIN, DELEGATED, PENDING, path_parameters["tenantId"]]).map(
             lambda tenant: {**path_parameters, "tenantId": tenant})
 
+    @loaded.hook
+    def flatmap_headers(context, headers):
+        # Act for the known tenants' organization most of the time; else what was generated.
+        if not headers or "X-Organization-Id" not in headers:
+            return st.just(headers)
+        return st.sampled_from([ORGANIZATION, ORGANIZATION, ORGANIZATION, headers["X-Organization-Id"]]).map(
+            lambda organization: {**headers, "X-Organization-Id": organization})
+
     return loaded
+
+
+@pytest.fixture
+def fuzz_schema(fuzz_stack, sandbox):
+    """The document, every request sent with the web app's token (schemathesis treats it as the
+    explicit credential, and probes each operation without it and with a bad one)."""
+    return load_schema(f"{fuzz_stack.base_url}/api", caller_token(sandbox))
 
 
 @schemathesis.check
@@ -111,13 +149,40 @@ def test_api_conforms_to_its_document(fuzz_schema, label):
     @given(case=operation.as_strategy())
     def check(case):
         response = case.call_and_validate(
-            additional_checks=[error_envelope, not_a_server_error],
-            # The local host checks no function keys (as Core Tools); Azure enforces them.
+            additional_checks=[error_envelope, not_a_server_error, ignored_auth],
             # Valid data is not always accepted: a valid booking for someone unknown to Graph is 400.
-            excluded_checks=[ignored_auth, positive_data_acceptance],
+            excluded_checks=[positive_data_acceptance],
             timeout=30,
         )
         STATUSES[response.status_code] += 1
+
+    check()
+
+
+TENANT_OPERATIONS = [label for label in OPERATIONS if " /tenants/" in label]
+
+
+@pytest.mark.parametrize("label", TENANT_OPERATIONS)
+def test_tenant_operations_without_a_token_or_organization_are_401(fuzz_stack, label):
+    """The same operations, nothing proving the caller: whatever the rest of the request, 401 in
+    the envelope with the Bearer challenge (authentication comes before everything else)."""
+    operation = load_schema(f"{fuzz_stack.base_url}/api").find_operation_by_label(label)
+
+    @settings(max_examples=max(10, EXAMPLES // 4), deadline=None, suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy())
+    def check(case):
+        for name in ("Authorization", "X-Organization-Id"):
+            (case.headers or {}).pop(name, None)
+        response = case.call(timeout=30)
+        STATUSES[response.status_code] += 1
+        error = json.loads(response.content)["error"]
+        if response.status_code == 401:
+            # schemathesis' headers: lower-cased names, lists of values
+            assert error["code"] == "unauthenticated" and response.headers.get("www-authenticate") == ["Bearer"]
+        else:  # a generated path that is no route of the app (a tenantId with a slash, say)
+            assert (response.status_code, error["code"]) in {(404, "not_found"), (405, "method_not_allowed")}, (
+                response.status_code, response.text)
+        assert response.headers.get("x-request-id")
 
     check()
 
@@ -140,7 +205,8 @@ def test_catch_all_answers_404_or_405_in_the_envelope(fuzz_stack, method, path):
     if response.headers.get("Content-Type", "").startswith("application/json") and response.status_code >= 400:
         error = response.json()["error"]
         assert error["code"] in {"not_found", "method_not_allowed", "invalid_request", "tenant_not_found",
-                                 "booking_not_found", "tenant_not_enabled", "user_not_connected", "wrong_mode"}
+                                 "booking_not_found", "tenant_not_enabled", "user_not_connected", "wrong_mode",
+                                 "unauthenticated"}
         if response.status_code == 405:
             assert response.headers["Allow"]
 
@@ -149,3 +215,4 @@ def test_the_fuzz_was_big_enough(fuzz_stack):
     """Ran after the others (file order): the CI-sized run sends a couple of thousand requests."""
     assert sum(STATUSES.values()) >= min(1200, 10 * EXAMPLES), STATUSES
     assert any(200 <= status < 300 for status in STATUSES), "some requests got through validation"
+    assert STATUSES[401], "requests without a token were refused"

@@ -1,8 +1,8 @@
 """infra/deploy.sh: shell syntax and shellcheck, and its behaviour against a stand-in `az` that
 records every call: the order of the steps, --what-if changing nothing (and refusing a missing
-group unless --create-group), publishing retried, the function key created once, found again
-under a rotated name and rotated only on request, options that exclude each other, --env checked
-against the parameters file, and no key value ever printed."""
+group unless --create-group), publishing retried, no function key ever created and the web app
+keys of earlier versions deleted (the retired key options refused with the reason), options that
+exclude each other, --env checked against the parameters file, and no key value ever printed."""
 
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ FAKE_AZ = textwrap.dedent(
             "publicBaseUrl": "https://func-tenkc-cal-dev-abc123.azurewebsites.net",
             "keyVaultName": "kvtenkccaldevabc123",
             "consentRedirectUri": "https://func-tenkc-cal-dev-abc123.azurewebsites.net/api/consent/callback",
+            "apiAudience": "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d",
+            "homeTenantId": "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
         }}
         print(outputs[option("--query").split(".")[2]])
     elif args[:4] == ["functionapp", "deployment", "source", "config-zip"]:
@@ -58,6 +60,8 @@ FAKE_AZ = textwrap.dedent(
         with zipfile.ZipFile(option("--src")) as package:
             open(os.path.join(state, "package.txt"), "w").write("\\n".join(package.namelist()))
     elif args[:3] == ["functionapp", "keys", "list"]:
+        if os.environ.get("AZ_STUB_KEYS_DOWN"):
+            sys.exit(1)
         print("\\n".join(os.environ.get("AZ_STUB_KEYS", "default").split(",")))
     elif args[:3] == ["functionapp", "keys", "set"]:
         if not quiet:
@@ -81,6 +85,8 @@ def stub(tmp_path: Path) -> dict[str, str]:
     document = json.loads((INFRA / "parameters" / "dev.json").read_text())
     document["parameters"]["appClientId"]["value"] = "11111111-2222-3333-4444-555555555555"
     document["parameters"]["allowedReturnOrigins"]["value"] = "https://app.10kc.example"
+    document["parameters"]["apiAudience"]["value"] = "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
+    document["parameters"]["allowedCallerAppIds"]["value"] = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
     params.write_text(json.dumps(document))
     state = tmp_path / "state"
     state.mkdir()
@@ -156,7 +162,7 @@ def test_a_first_deployment_runs_every_step_in_order(stub):
     assert result.returncode == 0, result.stderr
     steps = commands(calls)
     order = ["group create", "deployment group create", "deployment group show",
-             "functionapp deployment source config-zip", "functionapp keys list", "functionapp keys set"]
+             "functionapp deployment source config-zip", "functionapp keys list"]
     positions = [steps.index(step) for step in order]
     assert positions == sorted(positions), steps
 
@@ -173,37 +179,54 @@ def test_a_first_deployment_runs_every_step_in_order(stub):
     packaged = (Path(stub["AZ_STUB_DIR"]) / "package.txt").read_text().splitlines()
     assert "function_app.py" in packaged and "host.json" in packaged
 
-    key = calls[steps.index("functionapp keys set")]
-    assert option(key, "--key-type") == "functionKeys" and option(key, "--key-name") == "tenkc-web"
-    assert "--key-value" not in key
+    assert not [step for step in steps if step in ("functionapp keys set", "functionapp keys delete")]
 
     assert "https://func-tenkc-cal-dev-abc123.azurewebsites.net/api/consent/callback" in result.stdout
     assert "API base URL       https://func-tenkc-cal-dev-abc123.azurewebsites.net/api\n" in result.stdout
-    assert 'function key "tenkc-web"' in result.stdout
-    assert KEY_VALUE not in result.stdout + result.stderr
+    assert "API 6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d" in result.stdout
+    assert "scope api://6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d/.default" in result.stdout
+    assert "tenant 0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0" in result.stdout and "X-Organization-Id" in result.stdout
+    assert "x-functions-key" not in result.stdout and KEY_VALUE not in result.stdout + result.stderr
 
 
-def test_a_second_run_leaves_the_key_and_the_group_alone(stub):
-    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"],
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web")
+def test_a_second_run_leaves_the_group_alone(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], AZ_STUB_GROUP_EXISTS="true")
     assert result.returncode == 0, result.stderr
     steps = commands(calls)
     assert "group create" not in steps
-    assert "functionapp keys set" not in steps
     assert "deployment group create" in steps and "functionapp deployment source config-zip" in steps
-    assert "tenkc-web exists" in result.stderr
 
 
-def test_rotate_key_sets_a_new_value_without_printing_it(stub):
-    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--rotate-key",
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web")
+def test_the_web_app_keys_of_earlier_versions_are_deleted_and_none_created(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], AZ_STUB_GROUP_EXISTS="true",
+                           AZ_STUB_KEYS="default,tenkc-web,tenkc-web-2,other-team")
     assert result.returncode == 0, result.stderr
-    assert "functionapp keys set" in commands(calls)
+    deleted = [option(call, "--key-name") for call in calls if commands([call]) == ["functionapp keys delete"]]
+    assert deleted == ["tenkc-web", "tenkc-web-2"]  # "default" and other keys are not ours
+    assert all(option(call, "--key-type") == "functionKeys" for call in calls
+               if commands([call]) == ["functionapp keys delete"])
+    assert "functionapp keys set" not in commands(calls)
     assert KEY_VALUE not in result.stdout + result.stderr
 
 
+def test_a_host_not_answering_the_keys_api_does_not_fail_the_deployment(stub):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], AZ_STUB_GROUP_EXISTS="true",
+                           AZ_STUB_KEYS_DOWN="1")
+    assert result.returncode == 0, result.stderr
+    assert "run this again later" in result.stderr
+    assert "functionapp keys delete" not in commands(calls)
+
+
+@pytest.mark.parametrize("retired", [("--rotate-key",), ("--key-name", "tenkc-web")])
+def test_the_retired_key_options_are_refused_with_the_reason(stub, retired):
+    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], *retired, AZ_STUB_GROUP_EXISTS="true")
+    assert result.returncode == 1
+    assert "function keys are retired" in result.stderr and "Entra ID" in result.stderr
+    assert calls == []
+
+
 CHANGING = ("group create", "deployment group create", "functionapp deployment source config-zip",
-            "functionapp keys set")
+            "functionapp keys set", "functionapp keys delete")
 
 
 def test_what_if_changes_nothing(stub):
@@ -254,8 +277,6 @@ def test_create_group_leaves_an_existing_group_alone(stub):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (("--infra-only", "--rotate-key"), "--rotate-key with --infra-only"),
-        (("--what-if", "--rotate-key"), "--rotate-key"),
         (("--what-if", "--code-only"), "--code-only"),
         (("--infra-only", "--code-only"), "exclude each other"),
     ],
@@ -277,53 +298,6 @@ def test_env_must_match_the_parameters_file(stub):
 def test_prod_refuses_to_run_until_the_operators_are_named():
     values = json.loads((INFRA / "parameters" / "prod.json").read_text())["parameters"]
     assert values["operatorPrincipalId"]["value"].startswith("REPLACE-ME")
-
-
-def test_a_key_rotated_under_a_new_name_is_reused_not_duplicated(stub):
-    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"],
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web-2")
-    assert result.returncode == 0, result.stderr
-    assert "functionapp keys set" not in commands(calls)
-    assert "tenkc-web-2 exists" in result.stderr
-    assert 'function key "tenkc-web-2"' in result.stdout
-
-
-def test_rotate_key_finds_the_renamed_key(stub):
-    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--rotate-key",
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web-2,other")
-    assert result.returncode == 0, result.stderr
-    steps = commands(calls)
-    assert steps.count("functionapp keys set") == 1
-    assert option(calls[steps.index("functionapp keys set")], "--key-name") == "tenkc-web-2"
-    assert KEY_VALUE not in result.stdout + result.stderr
-
-
-def test_two_web_keys_mid_rotation_are_left_alone(stub):
-    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"],
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web,tenkc-web-2")
-    assert result.returncode == 0, result.stderr
-    assert "functionapp keys set" not in commands(calls)
-    assert "several web app keys" in result.stderr and "tenkc-web tenkc-web-2" in result.stdout
-
-
-def test_rotating_with_two_web_keys_needs_a_key_name(stub):
-    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--rotate-key",
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web,tenkc-web-2")
-    assert result.returncode == 1 and "--key-name" in result.stderr
-    assert "functionapp keys set" not in commands(calls)
-    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--rotate-key", "--key-name", "tenkc-web",
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web,tenkc-web-2")
-    assert result.returncode == 0, result.stderr
-    sets = [call for call in calls if commands([call]) == ["functionapp keys set"]]
-    assert [option(call, "--key-name") for call in sets] == ["tenkc-web"]
-
-
-def test_an_explicit_key_name_is_created_when_missing(stub):
-    result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--key-name", "web-b",
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web")
-    assert result.returncode == 0, result.stderr
-    steps = commands(calls)
-    assert option(calls[steps.index("functionapp keys set")], "--key-name") == "web-b"
 
 
 def test_outside_a_git_checkout_app_version_is_the_bicep_default(stub, tmp_path):
@@ -352,7 +326,7 @@ def test_publishing_is_retried_while_the_new_role_propagates(stub):
 
 def test_code_only_skips_the_bicep(stub):
     result, calls = deploy(stub, *BASE, "--parameters-file", stub["PARAMS"], "--code-only",
-                           AZ_STUB_GROUP_EXISTS="true", AZ_STUB_KEYS="default,tenkc-web")
+                           AZ_STUB_GROUP_EXISTS="true")
     assert result.returncode == 0, result.stderr
     steps = commands(calls)
     assert "deployment group create" not in steps

@@ -24,8 +24,8 @@ def deploy_section() -> str:
     [
         "az ad app create", "AzureADMultipleOrgs", "/api/consent/callback", "--web-redirect-uris",
         "infra/deploy.sh", "--what-if", "az keyvault secret set", "az keyvault certificate create",
-        "az ad app credential reset", "--append", "az ad app credential delete", "az functionapp keys",
-        "x-functions-key", "setVerifiedPublisher", "New-ApplicationAccessPolicy", "Test-ApplicationAccessPolicy",
+        "az ad app credential reset", "--append", "az ad app credential delete", "setVerifiedPublisher",
+        "New-ApplicationAccessPolicy", "Test-ApplicationAccessPolicy",
         "New-ServicePrincipal", "New-ManagementScope", "New-ManagementRoleAssignment",
         "Test-ServicePrincipalAuthorization", "az ad sp delete", "OPERATOR ALERT", "AZURE_CLIENT_ID",
         "APP_CREDENTIAL_TYPE", "az keyvault recover",
@@ -40,7 +40,11 @@ def deploy_section() -> str:
         # the credential actually checked, and the alert on it
         "/admin/functions/token_refresh_timer", "az monitor scheduled-query create", "az monitor action-group create",
         "securityGroupId", "outside_security_group", "Access to OData is disabled.",
-        "--rotate-key", "--app-version", "0.1.0",
+        "--app-version", "0.1.0",
+        # callers: the API's registration (v2 tokens, the app role), the web app's assignment
+        "AzureADMyOrg", "--identifier-uris", '"requestedAccessTokenVersion": 2', "api-app-roles.json",
+        "appRoleAssignmentRequired=true", "az ad app permission add", "appRoleAssignedTo", "api://",
+        "apiAudience", "allowedCallerAppIds", "X-Organization-Id", "401",
     ],
 )
 def test_the_section_gives_the_command(deploy_section, needed):
@@ -96,3 +100,19 @@ def test_rbac_for_applications_is_marked_unsupported(deploy_section):
     policy = deploy_section.index("New-ApplicationAccessPolicy")
     unsupported = deploy_section.index("Not supported by this service yet")
     assert policy < unsupported < deploy_section.index("New-ManagementRoleAssignment")
+
+
+def test_the_api_app_role_is_for_applications():
+    roles = json.loads((INFRA / "app-registration" / "api-app-roles.json").read_text())
+    assert [(role["value"], role["allowedMemberTypes"], role["isEnabled"]) for role in roles] == [
+        ("Calendar.Integration", ["Application"], True)]
+    import uuid
+
+    assert uuid.UUID(roles[0]["id"])
+
+
+def test_function_keys_are_retired(deploy_section):
+    assert "--key-name" not in deploy_section.replace("The retired `--key-name`", "")
+    assert "az functionapp keys set" not in deploy_section
+    # Only the host's master key (for the /admin API) is read; no function key is made or handed out.
+    assert "functionKeys" not in deploy_section and "--query masterKey" in deploy_section

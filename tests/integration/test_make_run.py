@@ -20,7 +20,11 @@ HEALTH = f"http://127.0.0.1:{HOST_PORT}/api/health"
 
 
 def _start(state: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "RUN_LOCAL_DIR": str(state)}
+    # As a developer's shell runs it: without the settings the test suite put in its own environment
+    # (the environment wins over local.settings.json).
+    from tests.conftest import BASE_ENV
+
+    env = {**{k: v for k, v in os.environ.items() if k not in BASE_ENV}, "RUN_LOCAL_DIR": str(state)}
     with log.open("ab") as out:
         return subprocess.Popen(["make", "--no-print-directory", "run"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -60,6 +64,7 @@ def test_make_run_twice_in_a_row_both_serve(tmp_path):
         for _ in range(20):
             assert requests.get(HEALTH, headers={"Connection": "close"}, timeout=5).status_code == 200
         assert "The service is running." in log.read_text()
+        _printed_commands_work(log)
         # While it runs, another `make run` refuses at once with the clear message.
         other = subprocess.run(["make", "--no-print-directory", "run"], cwd=ROOT, capture_output=True, text=True,
                                env={**os.environ, "RUN_LOCAL_DIR": str(tmp_path / "other")}, timeout=60)
@@ -79,6 +84,24 @@ def test_make_run_twice_in_a_row_both_serve(tmp_path):
         _stop(second)
     assert "ports already in use" not in log.read_text()
     assert (tmp_path / "state" / "sandbox" / "ca.pem").exists()  # its state went to RUN_LOCAL_DIR
+
+
+def _printed_commands_work(log: Path) -> None:
+    """The printed one-liner gets the demo web app's token into TOKEN; the printed PUT, with that
+    token and the demo organization, registers the demo tenant."""
+    import json
+
+    lines = log.read_text().splitlines()
+    get_token = next(line.strip() for line in lines if line.strip().startswith("TOKEN=$(curl "))
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("curl -s -X PUT "))
+    put = "\n".join(lines[start:start + 2])
+    assert lines[start].rstrip().endswith("\\") and '-H "Authorization: Bearer $TOKEN"' in put
+    answer = subprocess.run(["bash", "-c", f"set -eo pipefail\n{get_token}\n{put}"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert answer.returncode == 0, answer.stderr
+    tenant = json.loads(answer.stdout)
+    assert tenant.get("organizationId") == "org-demo", (tenant, log.read_text()[-3000:])
+    assert tenant["status"] == "pending_consent"
 
 
 def test_a_port_that_something_listens_on_is_busy():

@@ -34,9 +34,19 @@ def test_register_defaults_then_update(api):
 
 def test_another_organization_gets_409(api):
     register(api)
-    answer = register(api, organizationId="org-99")
+    answer = register(api.acting_for("org-99"), organizationId="org-99")
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "tenant_owned_elsewhere"
+    assert api.get(f"/tenants/{TENANT}").json()["organizationId"] == "org-42"
+
+
+def test_the_organization_is_the_headers_and_the_body_may_only_repeat_it(api):
+    created = api.put(f"/tenants/{TENANT}", json={"mode": "domain"})
+    assert created.status_code == 201
+    assert created.json()["organizationId"] == created.json()["organizationName"] == "org-42"
+    other = api.put(f"/tenants/{TENANT}", json={"organizationId": "org-99", "mode": "domain"})
+    assert other.status_code == 400
+    assert other.json()["error"]["target"] == "organizationId"
     assert api.get(f"/tenants/{TENANT}").json()["organizationId"] == "org-42"
 
 
@@ -61,7 +71,8 @@ def test_security_group_is_for_domain_tenants_only(api):
 @pytest.mark.parametrize(
     ("body", "target"),
     [
-        ({"mode": "domain"}, "organizationId"),
+        ({"organizationId": "org-99", "mode": "domain"}, "organizationId"),
+        ({"organizationId": 42, "mode": "domain"}, "organizationId"),
         ({"organizationId": "org 42", "mode": "domain"}, "organizationId"),
         ({"organizationId": "o" * 129, "mode": "domain"}, "organizationId"),
         ({"organizationId": "org-42"}, "mode"),

@@ -91,10 +91,10 @@ def query_of(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
-def admin_consent(api, sandbox, tenant_id: str, account: str, *, mode: str = "domain",
-                  organization: str = "org-42") -> None:
-    """Register the tenant and complete admin consent through the sandbox's real page."""
-    api.put(f"/tenants/{tenant_id}", json={"organizationId": organization, "mode": mode})
+def admin_consent(api, sandbox, tenant_id: str, account: str, *, mode: str = "domain") -> None:
+    """Register the tenant for the api's organization (X-Organization-Id) and complete admin
+    consent through the sandbox's real page."""
+    api.put(f"/tenants/{tenant_id}", json={"mode": mode})
     link = api.post(f"/tenants/{tenant_id}/consent",
                     json={"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"}).json()
     _follow(api, sandbox, link["redirectUrl"], account)

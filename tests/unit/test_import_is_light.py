@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("msal", "requests", "azure.identity", "azure.data.tables", "azure.keyvault.secrets", "azure.storage.queue")
+HEAVY = ("msal", "requests", "jwt", "azure.identity", "azure.data.tables", "azure.keyvault.secrets",
+         "azure.storage.queue")
 
 
 def test_function_app_import_loads_no_sdk_client():

@@ -64,6 +64,8 @@ def examples():
                 content = (response.get("content") or {}).get("application/json")
                 if content and "example" in content:
                     found.append((f"{method} {path} {status}", content["schema"], content["example"]))
+                for name, named in ((content or {}).get("examples") or {}).items():
+                    found.append((f"{method} {path} {status} {name}", content["schema"], named["value"]))
     return found
 
 
@@ -110,3 +112,45 @@ def test_the_document_is_served_by_the_app():
     assert response.status_code == 200
     assert response.mimetype == "application/yaml"
     assert yaml.safe_load(response.get_body()) == DOCUMENT
+
+
+def operations():
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, item, operation
+
+
+def test_every_tenant_operation_needs_the_bearer_token_and_the_organization():
+    tenant_operations = 0
+    for path, method, item, operation in operations():
+        security = operation.get("security", DOCUMENT["security"])
+        if not path.startswith("/tenants/"):
+            assert security == [], f"{method} {path}: a public route says security: []"
+            continue
+        tenant_operations += 1
+        assert security == [{"entraId": []}], f"{method} {path}"
+        parameters = [resolve(p) for p in [*item.get("parameters", []), *operation.get("parameters", [])]]
+        header = [p for p in parameters if p["in"] == "header" and p["name"] == "X-Organization-Id"]
+        assert len(header) == 1 and header[0]["required"] is True, f"{method} {path}"
+        responses = operation["responses"]
+        assert responses["401"] == {"$ref": "#/components/responses/Unauthenticated"}, f"{method} {path}"
+        assert responses["403"] == {"$ref": "#/components/responses/Forbidden"}, f"{method} {path}"
+        assert {"400", "500"} <= set(responses), f"{method} {path}"
+    assert tenant_operations == sum(1 for method, path in registered_routes() if path.startswith("/tenants/"))
+
+
+def test_the_bearer_scheme_and_its_refusals():
+    scheme = DOCUMENT["components"]["securitySchemes"]["entraId"]
+    assert {k: scheme[k] for k in ("type", "scheme", "bearerFormat")} == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert "Calendar.Integration" in scheme["description"] and "client credentials" in scheme["description"]
+    assert set(DOCUMENT["components"]["securitySchemes"]) == {"entraId"}  # no function keys
+    for name in ("Unauthenticated", "Forbidden"):
+        response = DOCUMENT["components"]["responses"][name]
+        assert "WWW-Authenticate" in response["headers"]
+        assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    codes = DOCUMENT["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+    assert {"unauthenticated", "forbidden"} <= set(codes)
+    header = DOCUMENT["components"]["parameters"]["OrganizationId"]
+    assert header["schema"]["pattern"] == "^[A-Za-z0-9_.@+-]{1,128}$"

@@ -8,6 +8,9 @@ GOOD = {
     "APP_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
     "KEY_VAULT_URL": "https://kv-tenkc-prod.vault.azure.net/",
     "SERVICE_STORAGE": "UseDevelopmentStorage=true",
+    "HOME_TENANT_ID": "0F1E2D3C-4B5A-4968-8776-A5B4C3D2E1F0",
+    "API_AUDIENCE": "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d",
+    "ALLOWED_CALLER_APP_IDS": " 9A8B7C6D-5E4F-4A3B-8C2D-1E0F9A8B7C6D, 1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e ",
 }
 
 
@@ -21,6 +24,15 @@ def test_defaults_are_microsofts_public_cloud():
     assert settings.consent_callback_url == "https://calendar.10kc.example/api/consent/callback"
     assert settings.token_refresh_schedule == "0 0 */6 * * *"
     assert settings.app_credential_type == "secret"
+
+
+def test_callers_settings_are_normalised():
+    settings = Settings.from_env(GOOD)
+    assert settings.home_tenant_id == "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+    assert settings.allowed_caller_app_ids == {"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                                               "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"}
+    assert settings.home_openid_configuration_url == (
+        "https://login.microsoftonline.com/0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0/v2.0/.well-known/openid-configuration")
 
 
 def test_origins_are_normalised_and_deduplicated():
@@ -55,6 +67,15 @@ def test_sandbox_endpoints_are_not_microsoft():
         ("JOBS_QUEUE_NAME", "Jobs", "JOBS_QUEUE_NAME"),
         ("APP_SECRET_NAME", "app_secret", "APP_SECRET_NAME"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
+        ("HOME_TENANT_ID", "", "HOME_TENANT_ID is required"),
+        ("HOME_TENANT_ID", "contoso.onmicrosoft.com", "HOME_TENANT_ID must be a GUID"),
+        ("API_AUDIENCE", "", "API_AUDIENCE is required"),
+        ("API_AUDIENCE", "api://6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d", "not its application ID URI"),
+        ("API_AUDIENCE", "calendar-api", "API_AUDIENCE must be a GUID"),
+        ("ALLOWED_CALLER_APP_IDS", "", "ALLOWED_CALLER_APP_IDS is required"),
+        ("ALLOWED_CALLER_APP_IDS", " , ", "ALLOWED_CALLER_APP_IDS must list at least one"),
+        ("ALLOWED_CALLER_APP_IDS", "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d,web-app",
+         "ALLOWED_CALLER_APP_IDS must be a GUID"),
     ],
 )
 def test_bad_settings_fail_with_their_name(name, value, fragment):

@@ -8,7 +8,8 @@ import re
 
 from tests.conftest import SANDBOX_SEED, SUITE_LOG
 
-SECRETS = [json.loads(SANDBOX_SEED.read_text())["apps"][0]["clientSecret"], "rotated~secret", "expired-secret-value",
+SECRETS = [*(app["clientSecret"] for app in json.loads(SANDBOX_SEED.read_text())["apps"] if app.get("clientSecret")),
+           "rotated~secret", "expired-secret-value",
            "Booked through 10KC"]  # the last: an event body the tests book with
 PATTERNS = {
     "a JWT (access or ID token)": re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}"),
