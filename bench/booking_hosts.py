@@ -33,10 +33,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    from bench.stack import APP, consented
+    from bench.stack import APP, ORGANIZATION, consented
     from sandbox.testing import start_sandbox
     from shared.settings import StorageConnection
     from shared.storage import Repositories, TableStore, Tenant, utcnow
+    from tests.support.callers import caller_env, caller_headers
     from tools.azurite import start_azurite
     from tools.hosts import hosts
 
@@ -53,7 +54,7 @@ def main() -> None:
             prefix = f"bench{count}"
             store = TableStore(StorageConnection(connection_string=azurite.connection_string), prefix=prefix)
             Repositories(store).store.insert(Tenant(
-                tenantId=TENANT, organizationId="bench", organizationName="Bench", mode="domain", status="enabled",
+                tenantId=TENANT, organizationId=ORGANIZATION, organizationName="Bench", mode="domain", status="enabled",
                 defaultTimeZone="America/New_York", consentedAt=utcnow(), createdAt=utcnow(), updatedAt=utcnow()))
             env = {"PUBLIC_BASE_URL": "http://127.0.0.1:7071", "ALLOWED_RETURN_ORIGINS": "http://127.0.0.1:3000",
                    "APP_CLIENT_ID": APP["clientId"], "KEY_VAULT_URL": sandbox.base_url,
@@ -61,8 +62,10 @@ def main() -> None:
                    "SERVICE_STORAGE": azurite.connection_string, "STORAGE_TABLE_PREFIX": prefix,
                    "LOG_LEVEL": "WARNING", "TOKEN_REFRESH_SCHEDULE": "0 0 */6 * * *",
                    "BOOKING_RECONCILE_SCHEDULE": "0 */2 * * * *", "JOBS_QUEUE_NAME": f"bench-jobs-{count}",
-                   **sandbox.managed_identity_env()}
+                   **sandbox.managed_identity_env(), **caller_env()}
             with hosts(env, work, count=count) as started:
+                for host in started:
+                    host.headers = caller_headers(sandbox, ORGANIZATION)
                 results[count] = run(started, args, week=count)
     finally:
         sandbox.stop()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 class HostApi(requests.Session):
     """A session on one host's `/api` (`api.get("/tenants/…")`), as the tests' `api` fixture is."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
         super().__init__()
         self.base_url = base_url
         self.trust_env = False  # plain http on loopback: no proxies, no CA bundle
+        self.headers.update(headers or {})  # the caller's token and X-Organization-Id
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", 60)
@@ -40,13 +41,14 @@ class HostProcess:
     process: subprocess.Popen
     port: int
     log: Path
+    headers: dict[str, str] = field(default_factory=dict)  # sent on every request of `api()`
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def api(self) -> HostApi:
-        return HostApi(self.base_url)
+        return HostApi(self.base_url, self.headers)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind, as when an instance dies."""

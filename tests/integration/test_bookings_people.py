@@ -63,13 +63,13 @@ TENANTS = [
 @pytest.fixture
 def people(api, sandbox, short_write_window):
     sandbox.reset({"tenants": TENANTS})
-    admin_consent(api, sandbox, DOMAIN, GUS, organization="org-31")
+    admin_consent(api, sandbox, DOMAIN, GUS)
     return api
 
 
 @pytest.fixture
 def delegated(people, sandbox):
-    admin_consent(people, sandbox, DELEGATED, IVY, mode="delegated", organization="org-32")
+    admin_consent(people, sandbox, DELEGATED, IVY, mode="delegated")
     return people
 
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import BASE_ENV
+from tests.support.callers import caller_headers
 from tests.support.consent_pages import admin_consent
 from tests.support.days import at
 from tools.hosts import hosts
@@ -39,6 +40,7 @@ def pair(azurite, sandbox, sandbox_env, tmp_path):
            "HTTP_TIMEOUT_SECONDS": str(TIMEOUT), "GRAPH_WRITE_MARGIN_SECONDS": str(MARGIN),
            "LOG_LEVEL": "INFO"}
     with hosts(env, tmp_path, count=2) as (one, two):
+        one.headers = two.headers = caller_headers(sandbox)  # the 10KC web app's token, org-42
         admin_consent(one.api(), sandbox, TENANT, ADA)
         yield one, two
     sandbox.session().delete(f"{sandbox.base_url}/_sandbox/faults", timeout=10)
