@@ -144,9 +144,9 @@ def test_creates_performed_after_the_clients_timeout_never_make_a_second_event(p
         assert first.status_code == 503, first.text
         assert first.json()["error"]["code"] == "booking_outcome_unknown"
         early = book(two, key, **slot)  # before the first create's deadline: nothing new is sent
-        assert early.status_code in (201, 409, 503), early.text
+        assert early.status_code in (201, 409, 503), early.text  # 201: the late event had landed
         done = until_booked(two, key, **slot)
-        assert done.status_code == 201, done.text
+        assert done.status_code == (200 if early.status_code == 201 else 201), done.text
         assert len(creates(sandbox, since)) == 1  # one create in all: the late one was adopted
     assert len(events(sandbox, ADA)) == 3
 
