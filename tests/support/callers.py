@@ -53,16 +53,28 @@ def forged(sandbox: Any, *, drop: tuple[str, ...] = (), header: dict[str, Any] |
     sandbox's current signing key (the key the identity platform signs with), unless `key` (a
     private key of the test's own) is given. For the cases the sandbox would never issue."""
     import jwt
+
+    real = caller_token(sandbox)
+    body = {k: v for k, v in jwt.decode(real, options={"verify_signature": False}).items() if k not in drop}
+    body.update(claims)
+    current = _current_signing_key(Path(sandbox.state_dir) / "signing-key.pem")
+    headers = {"typ": "JWT", "kid": current.kid, **(header or {})}
+    return jwt.encode(body, key or current.key, algorithm=headers.pop("alg", "RS256"), headers=headers)
+
+
+_keys: dict[bytes, Any] = {}
+
+
+def _current_signing_key(path: Path) -> Any:
+    """The sandbox's signing key as its files hold it now, loaded once per version of the file
+    (loading an RSA key checks it, tens of milliseconds; benches forge thousands of tokens)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
     from sandbox.pki import SigningKey
 
-    real = caller_token(sandbox)
-    body = {k: v for k, v in jwt.decode(real, options={"verify_signature": False}).items() if k not in drop}
-    body.update(claims)
-    state = Path(sandbox.state_dir)
-    current = SigningKey.of(serialization.load_pem_private_key((state / "signing-key.pem").read_bytes(), None),
-                            x509.load_pem_x509_certificate((state / "signing-cert.pem").read_bytes()))
-    headers = {"typ": "JWT", "kid": current.kid, **(header or {})}
-    return jwt.encode(body, key or current.key, algorithm=headers.pop("alg", "RS256"), headers=headers)
+    pem = path.read_bytes()  # a rotation writes a new key here
+    if pem not in _keys:
+        _keys[pem] = SigningKey.of(serialization.load_pem_private_key(pem, None),
+                                       x509.load_pem_x509_certificate(path.with_name("signing-cert.pem").read_bytes()))
+    return _keys[pem]
