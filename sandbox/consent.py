@@ -14,14 +14,21 @@ No other inputs. The POST of that form answers a 302 to the (registered) ``redir
   granted, application AND delegated ones, as that page documents for ``/.default`` ("request
   consent for all scopes found in the required permissions (both user and app)"); with named
   scopes, those delegated ones, tenant-wide. ``scope`` lists what was granted, Graph permissions
-  with the resource prefix. Where the tenant has an ``isAdmin`` user, only an admin may accept:
-  anyone else gets ``admin_consent=True&error=access_denied&error_description=AADSTS90094: ...``
+  with the resource prefix. Where some user of the tenant holds a directory role (``isAdmin``, or
+  ``roles`` in the seed), only a user whose roles allow it may accept (``may_grant_admin_consent``
+  of ``sandbox.grants``, after learn.microsoft.com/entra/identity/enterprise-apps/
+  grant-admin-consent): Global or Privileged Role Administrator for anything; Cloud Application
+  or Application Administrator for delegated permissions only (the app's application permissions
+  are Microsoft Graph app roles, which those roles may not grant, so ``.default`` with any is
+  refused them). Anyone else gets ``admin_consent=True&error=access_denied&error_description=AADSTS90094: ...``
   (AdminConsentRequired; learn.microsoft.com/entra/identity/enterprise-apps/
-  application-sign-in-unexpected-user-consent-error).
+  application-sign-in-unexpected-user-consent-error). A tenant where nobody holds a role lets
+  anyone accept (SANDBOX.md).
 - authorize, accept: the user consents for themselves to the named delegated scopes and the app
   gets ``code=<code>&state=...`` (v2-oauth2-auth-code-flow, "Successful response"; only
-  ``response_mode=query``). A tenant seeded with ``"allowUserConsent": false`` refuses a non-admin
-  whose scopes are not already granted: ``error=access_denied``, AADSTS90093 (same page).
+  ``response_mode=query``). A tenant seeded with ``"allowUserConsent": false`` refuses a user whose
+  scopes are not already granted, unless the user may grant delegated permissions tenant-wide
+  (the roles above): ``error=access_denied``, AADSTS90093 (same page).
 - cancel: ``error=access_denied&error_description=AADSTS65004: User declined to consent to access
   the app. ...&state=...``, with ``admin_consent=True`` first for admin consent (v2-admin-consent,
   "Error response": ``admin_consent`` is there on errors too). The sandbox's choice: that page's
@@ -49,7 +56,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlencode
 
-from .grants import GrantStore, consented_scopes, grant_for_user, grant_tenant_wide, tenant_has_admin
+from .grants import (
+    GrantStore,
+    consented_scopes,
+    grant_for_user,
+    grant_tenant_wide,
+    may_grant_admin_consent,
+    tenant_has_admin,
+)
 from .identity import MULTI_TENANT_SEGMENTS, ScopeError, ScopeRequest, graph_scope_string, parse_scope
 from .seed import user_keys
 from .web import HttpError, Request, Response, Route
@@ -252,18 +266,19 @@ def _accept(req: Request, cr: ConsentRequest, account: str) -> Response:
         tenant, user = _chosen_account(req, cr, account)
         tenant_name = tenant.get("displayName") or tenant["tenantId"]
         if cr.admin:
-            if tenant_has_admin(tenant) and not user.get("isAdmin"):
+            application = list(cr.app["permissions"]["application"]) if cr.scope.default else []
+            if tenant_has_admin(tenant) and not may_grant_admin_consent(user, graph_app_roles=bool(application)):
                 return _error_redirect(req, cr, 90094, f"{app_name} needs permission to access resources in your "
                                                        "organization that only an admin can grant. Please ask an "
                                                        "admin to grant permission to this app before you can use it.")
-            application = list(cr.app["permissions"]["application"]) if cr.scope.default else []
             grant_tenant_wide(tenant, client_id, application=application, delegated=cr.scope.scopes)
             granted = list(cr.scope.scopes) + [p for p in application if p not in cr.scope.scopes]
             scope = " ".join([graph_scope_string(granted), *cr.scope.oidc]).strip()
             return _redirect(cr, [("admin_consent", "True"), ("tenant", tenant["tenantId"]), ("scope", scope)])
         held = consented_scopes(tenant, client_id, user["id"])
         needs_consent = any(s.lower() not in held for s in cr.scope.scopes)
-        if needs_consent and not tenant.get("allowUserConsent", True) and not user.get("isAdmin"):
+        if (needs_consent and not tenant.get("allowUserConsent", True)
+                and not may_grant_admin_consent(user, graph_app_roles=False)):
             return _error_redirect(req, cr, 90093, f"An administrator of {tenant_name} set a policy that prevents "
                                                    f"you from granting {app_name} the permissions it is requesting. "
                                                    f"Contact an administrator of {tenant_name}, who can grant "

@@ -20,6 +20,19 @@ tenants, replaces them too): the tenant-wide grants in ``tenant["consented"][cli
 is also what makes the app's service principal exist in the tenant, so user consent creates an
 empty one, as consenting creates the service principal in Entra ID. The helpers below expect
 the caller to hold ``state.lock``.
+
+Who may grant tenant-wide admin consent (``may_grant_admin_consent``), by the user's directory
+roles (``seed.directory_roles``: ``isAdmin`` is Global Administrator, plus the seed's ``roles``), as
+learn.microsoft.com/entra/identity/enterprise-apps/grant-admin-consent lists them: "Privileged Role
+Administrator, for granting consent for apps requesting any permission, for any API" (and Global
+Administrator, whose rights include it); "Cloud Application Administrator or Application
+Administrator, for granting consent for apps requesting any permission for any API, except
+Microsoft Graph app roles (application permissions)". The sandbox's application permissions are
+all Microsoft Graph app roles, so those two roles may grant delegated permissions only. Newer
+revisions of that page add an "AI Administrator"; the sandbox does not (the harsher reading), and
+custom roles are not modelled. A tenant where no user holds any directory role
+(``tenant_has_admin`` false) lets anyone grant admin consent, the sandbox's own rule for seeds
+without admins (SANDBOX.md).
 """
 
 from __future__ import annotations
@@ -32,7 +45,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .seed import user_keys
+from .seed import (
+    APPLICATION_ADMINISTRATOR,
+    CLOUD_APPLICATION_ADMINISTRATOR,
+    GLOBAL_ADMINISTRATOR,
+    PRIVILEGED_ROLE_ADMINISTRATOR,
+    directory_roles,
+    user_keys,
+)
 
 CODE_LIFETIME = 600
 REFRESH_TOKEN_LIFETIME = 90 * 24 * 3600
@@ -195,8 +215,24 @@ def revoke_consent(tenant: dict[str, Any], client_id: str | None = None) -> list
     return affected
 
 
+# Roles that may grant admin consent: for any permission, and for any but Microsoft Graph app roles.
+CONSENT_ANY_PERMISSION_ROLES = frozenset({GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR})
+CONSENT_EXCEPT_GRAPH_APP_ROLES = frozenset({CLOUD_APPLICATION_ADMINISTRATOR, APPLICATION_ADMINISTRATOR})
+
+
 def tenant_has_admin(tenant: dict[str, Any]) -> bool:
-    return any(user.get("isAdmin") for user in tenant.get("users", []))
+    """Whether any user of the tenant holds a directory role (``isAdmin`` or ``roles``)."""
+    return any(directory_roles(user) for user in tenant.get("users", []))
+
+
+def may_grant_admin_consent(user: dict[str, Any], *, graph_app_roles: bool) -> bool:
+    """Whether the user's roles let them grant admin consent, for Microsoft Graph application
+    permissions (``graph_app_roles``) or for delegated permissions only."""
+    roles = set(directory_roles(user))
+    allowed = set(CONSENT_ANY_PERMISSION_ROLES)
+    if not graph_app_roles:
+        allowed |= CONSENT_EXCEPT_GRAPH_APP_ROLES
+    return bool(roles & allowed)
 
 
 def find_user(tenant: dict[str, Any], key: str) -> dict[str, Any] | None:

@@ -30,6 +30,23 @@ https://learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-refere
 and ``email`` = the mail; the two differ for a user whose seed gives another ``userPrincipalName``,
 so a client must not take ``preferred_username`` for an e-mail address.
 
+``wids`` in ID tokens ("the tenant-wide roles assigned to this user ... The groupMembershipClaims
+property of the application manifest configures this claim on a per-application basis. Set the
+claim to All or DirectoryRole", learn.microsoft.com/entra/identity-platform/
+access-token-claims-reference): only when the app registration's ``groupMembershipClaims`` is
+``"DirectoryRole"`` or ``"All"`` (``directory_claims``); then the user's role template ids
+(``seed.directory_roles``: Global Administrator ``62e90394-69f5-4237-9190-012177145e10`` for
+``isAdmin``, then the seed's ``roles``) followed by ``b79fbf4d-3ef9-4689-8143-76b194e85509``, the
+built-in "User" role every member holds (permissions-reference lists it under "Roles not shown in
+the portal"; Microsoft's own example token carries it beside Global Administrator,
+learn.microsoft.com/troubleshoot/entra/entra-id/users-groups-entra-apis/
+403-error-when-calling-microsoft-graph-security-api). So a user without an admin role still has a
+``wids`` of that one id: a client must look for the role it needs, never take a present or
+non-empty ``wids`` for an admin (the harsher reading of "claims are present only if a value exists
+to fill it"). ``"All"`` also gives ``groups``: the ids of the tenant's seeded groups that list the
+user, when there are any. Without the setting, no ``wids`` and no ``groups``. The sandbox's
+delegated access tokens are Graph's and carry neither (a client must not read them anyway).
+
 Callers of an API: an app may expose one (``identifierUri``, ``appRoles``) and another hold roles on
 it (``roleAssignments``). Client credentials for ``scope=<identifierUri or client id>/.default``
 answer a v2 access token (``issue_api_access_token``): in the home tenant with the home tenant's v2
@@ -70,7 +87,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .grants import consented_scopes, find_user
 from .pki import b64url
-from .seed import user_principal_name
+from .seed import directory_roles, user_principal_name
 from .state import service_principal_id
 from .web import HttpError, Request, Response, Route
 
@@ -89,6 +106,8 @@ RESERVED_SCOPES = {"openid", "profile", "offline_access", "email"}
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("RS256", "PS256")
 CLOCK_SKEW = 300
+# The built-in "User" directory role every member user holds (see the module docstring: wids).
+MEMBER_USER_ROLE = "b79fbf4d-3ef9-4689-8143-76b194e85509"
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -313,9 +332,24 @@ def issue_user_access_token(sandbox: Sandbox, *, tenant_id: str, user: dict[str,
                "acr": "1", "ipaddr": "127.0.0.1"})
 
 
+def directory_claims(app: dict[str, Any], tenant: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """``wids`` (and ``groups`` for ``"All"``) for the user's ID tokens from this app, as its
+    ``groupMembershipClaims`` asks (caller holds state.lock); empty when it asks for none."""
+    setting = app.get("groupMembershipClaims")
+    if setting not in ("DirectoryRole", "All"):
+        return {}
+    claims: dict[str, Any] = {"wids": [*directory_roles(user), MEMBER_USER_ROLE]}
+    if setting == "All":
+        groups = [g["id"] for g in tenant.get("groups", []) if user["mail"] in g.get("members", [])]
+        if groups:
+            claims["groups"] = groups
+    return claims
+
+
 def issue_id_token(sandbox: Sandbox, *, tenant_id: str, user: dict[str, Any], client_id: str,
-                   nonce: str | None) -> str:
-    """Sign a v2 ID token (RS256, the same key as access tokens, so the JWKS verifies it)."""
+                   nonce: str | None, extra: dict[str, Any] | None = None) -> str:
+    """Sign a v2 ID token (RS256, the same key as access tokens, so the JWKS verifies it);
+    ``extra``: more claims (``directory_claims``)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "aud": client_id, "iss": f"{sandbox.base_url}/{tenant_id}/v2.0", "iat": now, "nbf": now,
@@ -326,6 +360,7 @@ def issue_id_token(sandbox: Sandbox, *, tenant_id: str, user: dict[str, Any], cl
     }
     if nonce:
         claims["nonce"] = nonce
+    claims.update(extra or {})
     signing = sandbox.pki.signing
     return jwt.encode(claims, signing.key, algorithm="RS256", headers={"typ": "JWT", "kid": signing.kid})
 
@@ -696,7 +731,7 @@ def _pkce_matches(verifier: str, challenge: str, method: str | None) -> bool:
 
 def _delegated_tokens(tr: TokenRequest, *, app: dict[str, Any], appidacr: str, tenant_id: str,
                       user: dict[str, Any], scopes: tuple[str, ...], granted: tuple[str, ...],
-                      oidc: tuple[str, ...], nonce: str | None = None) -> Response:
+                      oidc: tuple[str, ...], id_claims: dict[str, Any], nonce: str | None = None) -> Response:
     """The token response: access token; ``refresh_token`` only with ``offline_access`` and
     ``id_token`` only with ``openid`` (v2-oauth2-auth-code-flow, "Successful response");
     ``client_info`` when MSAL asks with ``client_info=1``."""
@@ -711,7 +746,7 @@ def _delegated_tokens(tr: TokenRequest, *, app: dict[str, Any], appidacr: str, t
             client_id=app["clientId"], tenant_id=tenant_id, user_id=user["id"], scopes=granted, oidc_scopes=oidc)
     if "openid" in oidc:
         body["id_token"] = issue_id_token(sandbox, tenant_id=tenant_id, user=user, client_id=app["clientId"],
-                                          nonce=nonce)
+                                          nonce=nonce, extra=id_claims)
     if tr.form.get("client_info") == "1":
         body["client_info"] = client_info(tenant_id, user["id"])
     return Response.json(200, body, [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache"),
@@ -756,9 +791,10 @@ def _authorization_code(tr: TokenRequest) -> Response:
     with state.lock:
         tenant, user = _grant_subject(tr, record.tenant_id, record.user_id)
         scopes = _token_scopes(tr, app, tenant, user, record.scopes)
+        id_claims = directory_claims(app, tenant, user)
         user = dict(user)
     return _delegated_tokens(tr, app=app, appidacr=appidacr, tenant_id=record.tenant_id, user=user, scopes=scopes,
-                             granted=record.scopes, oidc=record.oidc_scopes, nonce=record.nonce)
+                             granted=record.scopes, oidc=record.oidc_scopes, id_claims=id_claims, nonce=record.nonce)
 
 
 def _refresh_token(tr: TokenRequest) -> Response:
@@ -789,12 +825,13 @@ def _refresh_token(tr: TokenRequest) -> Response:
                                             f"access the application '{app['clientId']}'({app['displayName']}) in "
                                             "that tenant.")
         scopes = _token_scopes(tr, app, tenant, user, record.scopes)
+        id_claims = directory_claims(app, tenant, user)
         user = dict(user)
     if record.revoked:
         raise _invalid_grant(tr, 50173, "The provided grant has expired due to it being revoked, a fresh auth token "
                                         "is needed. Either an admin or a user revoked the tokens for this user.")
     return _delegated_tokens(tr, app=app, appidacr=appidacr, tenant_id=record.tenant_id, user=user, scopes=scopes,
-                             granted=record.scopes, oidc=record.oidc_scopes)
+                             granted=record.scopes, oidc=record.oidc_scopes, id_claims=id_claims)
 
 
 # Grant handlers by grant_type.

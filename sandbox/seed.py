@@ -18,6 +18,20 @@ People (SANDBOX.md "Additions for callers, identities and Outlook's own behaviou
   harsher single namespace so that no lookup is ever ambiguous.
 - A group's ``members`` may name a user by id, UPN or any SMTP address; they are kept as mails.
 
+Directory roles (SANDBOX.md "Sign-in sessions, as Microsoft keeps them"):
+- A user's ``roles``: Microsoft Entra built-in roles held, each by display name (any case) or by
+  template id, from ``DIRECTORY_ROLES`` (the "All roles" table of
+  learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference); any other
+  value is an error, so that a typo cannot make a role nobody checks. Kept as template ids.
+  ``"isAdmin": true`` is the Global Administrator role (``GLOBAL_ADMINISTRATOR``);
+  ``directory_roles`` gives a user's roles with it.
+- An app's ``groupMembershipClaims`` (the application manifest's attribute,
+  learn.microsoft.com/entra/identity-platform/reference-app-manifest): ``"None"`` (the default),
+  ``"DirectoryRole"`` or ``"All"``, the two values that put ``wids`` in tokens ("Set the claim to
+  All or DirectoryRole", learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+  ``"SecurityGroup"`` and ``"ApplicationGroup"`` are errors: the sandbox does not model the
+  ``groups`` claims they configure.
+
 ``graph`` (top level): ``{"transactionIdWindowSeconds": n}``, Graph's settings (see
 ``sandbox.state``): n a number of seconds >= 0, default 120.
 """
@@ -34,11 +48,11 @@ from cryptography import x509
 
 SEED_KEYS = {"homeTenantId", "apps", "vault", "tenants", "managedIdentity", "resetVault", "graph"}
 APP_KEYS = {"clientId", "clientSecret", "certificates", "redirectUris", "permissions", "displayName",
-            "identifierUri", "appRoles", "roleAssignments"}
+            "identifierUri", "appRoles", "roleAssignments", "groupMembershipClaims"}
 TENANT_KEYS = {"tenantId", "domain", "displayName", "consented", "applicationAccessPolicy", "groups", "users",
                "allowUserConsent"}
-USER_KEYS = {"id", "mail", "userPrincipalName", "proxyAddresses", "displayName", "isAdmin", "timeZone",
-             "workingHours", "events"}
+USER_KEYS = {"id", "mail", "userPrincipalName", "proxyAddresses", "displayName", "isAdmin", "roles",
+             "timeZone", "workingHours", "events"}
 GRAPH_KEYS = {"transactionIdWindowSeconds"}
 GROUP_KEYS = {"id", "mail", "displayName", "members"}
 WORKING_HOURS_KEYS = {"daysOfWeek", "startTime", "endTime"}
@@ -57,6 +71,38 @@ DEFAULT_WORKING_HOURS = {"daysOfWeek": ["monday", "tuesday", "wednesday", "thurs
 DEFAULT_IDENTITY_HEADER = "sandbox-identity-header"
 DEFAULT_TRANSACTION_ID_WINDOW_SECONDS = 120
 RESERVED_TENANT_SEGMENTS = {"organizations", "common", "consumers"}
+GROUP_MEMBERSHIP_CLAIMS = ("None", "DirectoryRole", "All")
+UNMODELLED_GROUP_MEMBERSHIP_CLAIMS = ("SecurityGroup", "ApplicationGroup")
+
+# Microsoft Entra built-in roles: display name -> role template id, from the "All roles" table of
+# learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference (the roles a
+# seed is likely to name; add rows from that table as needed).
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+PRIVILEGED_ROLE_ADMINISTRATOR = "e8611ab8-c189-46e8-94e1-60213ab1f814"
+CLOUD_APPLICATION_ADMINISTRATOR = "158c047a-c907-4556-b7ef-446551a6b5f7"
+APPLICATION_ADMINISTRATOR = "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"
+DIRECTORY_ROLES = {
+    "Global Administrator": GLOBAL_ADMINISTRATOR,
+    "Privileged Role Administrator": PRIVILEGED_ROLE_ADMINISTRATOR,
+    "Cloud Application Administrator": CLOUD_APPLICATION_ADMINISTRATOR,
+    "Application Administrator": APPLICATION_ADMINISTRATOR,
+    "Application Developer": "cf1c38e5-3621-4004-a7cb-879624dced7c",
+    "AI Administrator": "d2562ede-74db-457e-a7b6-544e236ebb61",
+    "Global Reader": "f2ef992c-3afb-46b9-b7cf-a126ee74c451",
+    "Directory Readers": "88d8e3e3-8f55-4a1e-953a-9b9898b8876b",
+    "User Administrator": "fe930be7-5e62-47db-91af-98c3a49a38b1",
+    "Helpdesk Administrator": "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+    "Authentication Administrator": "c4e39bd9-1100-46d3-8c65-fb160da0071f",
+    "Privileged Authentication Administrator": "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",
+    "Security Administrator": "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    "Security Reader": "5d6b6bb7-de71-4623-b4af-96380a352509",
+    "Exchange Administrator": "29232cdf-9323-42fd-ade2-1d097af3e4de",
+    "Exchange Recipient Administrator": "31392ffb-586c-42d1-9346-e59415a2cc4e",
+    "Teams Administrator": "69091246-20e8-4a56-aa4d-066075b2a7a8",
+    "SharePoint Administrator": "f28a1f50-f6e7-4571-818b-6a12f2af6b6c",
+}
+_ROLE_BY_NAME = {name.lower(): template for name, template in DIRECTORY_ROLES.items()}
+_ROLE_IDS = set(DIRECTORY_ROLES.values())
 
 SECRET_NAME_RE = re.compile(r"[0-9a-zA-Z-]{1,127}")
 _TIME_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,7})?)?")
@@ -97,6 +143,13 @@ def user_keys(user: dict[str, Any]) -> list[str]:
     """Every value that names the user somewhere: object id, UPN, SMTP addresses (lower-cased)."""
     return list(dict.fromkeys(k for k in (str(user.get("id") or "").lower(), user_principal_name(user),
                                           *smtp_addresses(user)) if k))
+
+
+def directory_roles(user: dict[str, Any]) -> list[str]:
+    """A (validated) user's directory role template ids: Global Administrator for ``isAdmin``, then
+    the seed's ``roles``, each once."""
+    roles = [GLOBAL_ADMINISTRATOR] if user.get("isAdmin") else []
+    return list(dict.fromkeys([*roles, *user.get("roles", [])]))
 
 
 def check_transaction_id_window(value: Any) -> float | int | None:
@@ -211,11 +264,17 @@ def _app(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
     redirect_uris = c.string_list(value.get("redirectUris", []), f"{where}/redirectUris")
     display_name = value.get("displayName", "10KC Calendar")
     c.string(display_name, f"{where}/displayName")
+    group_claims = value.get("groupMembershipClaims", "None")
+    if group_claims in UNMODELLED_GROUP_MEMBERSHIP_CLAIMS:
+        c.fail(f"{where}/groupMembershipClaims", f"{group_claims!r} configures groups claims, which the sandbox "
+                                                 f"does not model (use one of {', '.join(GROUP_MEMBERSHIP_CLAIMS)})")
+    elif group_claims not in GROUP_MEMBERSHIP_CLAIMS:
+        c.fail(f"{where}/groupMembershipClaims", f"must be one of {', '.join(GROUP_MEMBERSHIP_CLAIMS)}")
     return {"clientId": client_id, "clientSecret": secret, "certificates": certificates,
             "redirectUris": redirect_uris, "permissions": _permissions(c, value.get("permissions"),
                                                                        f"{where}/permissions"),
             "displayName": display_name, "identifierUri": identifier_uri, "appRoles": app_roles,
-            "roleAssignments": assignments}
+            "roleAssignments": assignments, "groupMembershipClaims": group_claims}
 
 
 def _check_role_assignments(c: _Checker, apps: list[dict[str, Any]]) -> None:
@@ -301,6 +360,26 @@ def _proxy_addresses(c: _Checker, value: Any, where: str) -> list[str]:
     return result
 
 
+def _roles(c: _Checker, value: Any, where: str) -> list[str]:
+    """A user's ``roles``: built-in role names (any case) or template ids, kept as template ids."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        c.fail(where, 'must be a list of directory roles, like ["Cloud Application Administrator"]')
+        return []
+    roles = []
+    for i, item in enumerate(value):
+        template = _ROLE_BY_NAME.get(item.strip().lower()) if isinstance(item, str) else None
+        if template is None and isinstance(item, str) and item.lower() in _ROLE_IDS:
+            template = item.lower()
+        if template is None:
+            c.fail(f"{where}/{i}", f"{item!r} is not a built-in role the sandbox knows (a name or template id of "
+                                   f"{', '.join(DIRECTORY_ROLES)})")
+            continue
+        roles.append(template)
+    return list(dict.fromkeys(roles))
+
+
 def _user(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
     if not c.obj(value, where, USER_KEYS):
         return None
@@ -324,8 +403,8 @@ def _user(c: _Checker, value: Any, where: str) -> dict[str, Any] | None:
     checked_events = [_event(c, e, f"{where}/events/{i}") for i, e in enumerate(events)]
     return {"id": user_id, "mail": mail, "userPrincipalName": upn, "proxyAddresses": list(dict.fromkeys(proxies)),
             "displayName": display_name, "isAdmin": is_admin is True,
-            "timeZone": time_zone, "workingHours": _working_hours(c, value.get("workingHours"),
-                                                                  f"{where}/workingHours"),
+            "roles": _roles(c, value.get("roles"), f"{where}/roles"), "timeZone": time_zone,
+            "workingHours": _working_hours(c, value.get("workingHours"), f"{where}/workingHours"),
             "events": [e for e in checked_events if e is not None]}
 
 
