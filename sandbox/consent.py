@@ -35,14 +35,46 @@ No other inputs. The POST of that form answers a 302 to the (registered) ``redir
   example shows ``error=consent_required``; SANDBOX.md fixes ``access_denied`` (RFC 6749 4.1.2.1,
   the auth code flow's "Resource owner denied consent").
 
+Sign-in sessions (``sandbox.sessions``; SANDBOX.md "Sign-in sessions, as Microsoft keeps them"):
+Accept with an account of the tenant signs that account in to the browser, whatever the consent
+outcome (the user did sign in): the answer sets the cookie ``sandbox_estsauth`` (``Path=/; Secure;
+HttpOnly; SameSite=None``; an opaque id, a name distinct from any cookie of the service). Cancel
+sets none. The ``prompt`` parameter of ``/authorize`` (v2-oauth2-auth-code-flow: "Valid values are
+login, none, consent, and select_account"):
+
+- ``login``, ``select_account``, ``consent``, or none at all: the page, as above, session or not
+  (the sandbox's page is its sign-in, account picker and consent prompt at once).
+- ``none``: never a page. The session's accounts are narrowed to the tenant of the path (any
+  seeded tenant for ``organizations`` / ``common``) and, with a ``login_hint``, to the account it
+  names (any of its names). Exactly one must remain, else a 302 to the redirect URI with
+  ``error=login_required&error_description=AADSTS50058: ...&state=...`` ("Too many or no users
+  found": no session, another tenant's account, a ``login_hint`` naming someone else, or more than
+  one account and no hint; AADSTS50058 UserInformationNotProvided "might be returned to the
+  application if prompt=none is specified", reference-error-codes). That account must need no
+  consent: the app's service principal must exist in its tenant (else even ``openid`` needs
+  consent) and every named Graph scope be granted to the user (tenant-wide or their own; the
+  OpenID Connect scopes need none); else ``error=interaction_required&error_description=
+  AADSTS65001: ...`` ("Another authentication step or consent is required. Retry the request
+  without prompt=none", the page's table of authorization endpoint errors, which documents no
+  ``consent_required``; a client should treat both, and ``login_required``, as "ask
+  interactively"). Then the answer is the same ``code=...&state=...`` as Accept would give (the
+  code bound to the nonce and the PKCE challenge alike), and no consent is recorded.
+- any other value, or several at once: a 400 error page AADSTS90023 "Unsupported 'prompt' value."
+  (InvalidRequest in reference-error-codes; the text Microsoft answers for ``prompt=consent
+  select_account`` or the v1-only ``admin_consent``, as reported in
+  github.com/AzureAD/passport-azure-ad/issues/331 and github.com/keycloak/keycloak/issues/15092).
+
+The admin consent endpoint takes no ``prompt``: it is always a page.
+
 Before any page, the request is checked; a bad one gets a 400 HTML error page, never a redirect
 (so never to an unregistered URI): unknown tenant AADSTS90002, missing parameter AADSTS900144,
 unknown client AADSTS700016, no ``redirect_uri`` AADSTS900971, ``redirect_uri`` not registered for
 the app (exact match) AADSTS50011, ``response_type`` not ``code`` AADSTS70005, ``response_mode``
-not ``query`` AADSTS70007, a bad ``scope`` AADSTS70011, a ``code_challenge`` of the wrong size
-AADSTS501491, an unknown ``code_challenge_method`` AADSTS90100; on POST, an account not in the
-tenant AADSTS50034. PKCE follows Microsoft: optional for these confidential clients, ``S256`` or
-``plain`` (the default without ``code_challenge_method``), and verified at redemption when given.
+not ``query`` AADSTS70007, an unsupported ``prompt`` AADSTS90023, a bad ``scope`` AADSTS70011, a
+``code_challenge`` of the wrong size AADSTS501491, an unknown ``code_challenge_method``
+AADSTS90100; on POST, an account not in the tenant AADSTS50034. PKCE follows Microsoft: optional
+for these confidential clients, ``S256`` or ``plain`` (the default without
+``code_challenge_method``), and verified at redemption when given.
 Codes are issued by ``sandbox.grants`` (opaque, single-use, 10 minutes, bound to client,
 redirect URI, user, scopes, PKCE challenge and nonce).
 """
@@ -59,6 +91,7 @@ from urllib.parse import unquote, urlencode
 from .grants import (
     GrantStore,
     consented_scopes,
+    find_user,
     grant_for_user,
     grant_tenant_wide,
     may_grant_admin_consent,
@@ -66,6 +99,7 @@ from .grants import (
 )
 from .identity import MULTI_TENANT_SEGMENTS, ScopeError, ScopeRequest, graph_scope_string, parse_scope
 from .seed import user_keys
+from .sessions import SESSION_COOKIE, set_cookie_header
 from .web import HttpError, Request, Response, Route
 
 __all__ = ["ROUTES", "GrantStore"]  # server.Sandbox makes its GrantStore through this module
@@ -73,6 +107,8 @@ __all__ = ["ROUTES", "GrantStore"]  # server.Sandbox makes its GrantStore throug
 # RFC 7636 section 4.2: code_challenge is 43-128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
 _CODE_CHALLENGE_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _FORM_CONTROLS = {"account", "action"}
+# The prompt values of learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow; one at a time.
+PROMPTS = ("login", "none", "consent", "select_account")
 _OIDC_LABELS = {"openid": "Sign you in", "profile": "View your basic profile", "email": "View your email address",
                 "offline_access": "Maintain access to data you have given it access to"}
 _PAGE_HEADERS = [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache"), ("X-Frame-Options", "DENY")]
@@ -216,6 +252,9 @@ def _validate_authorize(req: Request, params: dict[str, str], required: Any) -> 
     if response_mode != "query":
         raise _error_page(req, 70007, f"The response_mode '{response_mode}' is not supported: the sandbox answers "
                                       "with response_mode=query only.")
+    prompt = params.get("prompt")
+    if prompt is not None and prompt not in PROMPTS:
+        raise _error_page(req, 90023, "Unsupported 'prompt' value.")
     challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
     if method is not None and not challenge:
         raise _error_page(req, 900144, "The request body must contain the following parameter: 'code_challenge'.")
@@ -236,12 +275,13 @@ def _redirect(cr: ConsentRequest, pairs: list[tuple[str, str]]) -> Response:
     return Response.redirect(cr.redirect_uri + separator + urlencode(pairs))
 
 
-def _error_redirect(req: Request, cr: ConsentRequest, code: int, message: str) -> Response:
+def _error_redirect(req: Request, cr: ConsentRequest, code: int, message: str,
+                    error: str = "access_denied") -> Response:
     timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     description = (f"AADSTS{code}: {message}\r\nTrace ID: {req.request_id}\r\n"
                    f"Correlation ID: {req.client_request_id}\r\nTimestamp: {timestamp}")
     pairs = [("admin_consent", "True")] if cr.admin else []
-    pairs += [("error", "access_denied"), ("error_description", description)]
+    pairs += [("error", error), ("error_description", description)]
     return _redirect(cr, pairs)
 
 
@@ -253,7 +293,32 @@ def _chosen_account(req: Request, cr: ConsentRequest, account: str) -> tuple[dic
                                   "application, the account must be added to the directory.")
 
 
-def _accept(req: Request, cr: ConsentRequest, account: str) -> Response:
+def _issue_code(req: Request, cr: ConsentRequest, tenant_id: str, user_id: str) -> Response:
+    """The success redirect of the authorization code flow: ``code`` (bound to client, redirect
+    URI, user, scopes, PKCE challenge and nonce) and ``state``."""
+    challenge = cr.params.get("code_challenge")
+    code = req.sandbox.grants.issue_code(
+        client_id=cr.app["clientId"], redirect_uri=cr.redirect_uri, tenant_id=tenant_id, user_id=user_id,
+        scopes=cr.scope.scopes, oidc_scopes=cr.scope.oidc, code_challenge=challenge,
+        code_challenge_method=(cr.params.get("code_challenge_method") or "plain") if challenge else None,
+        nonce=cr.params.get("nonce"))
+    return _redirect(cr, [("code", code)])
+
+
+def _needs_consent(req: Request, cr: ConsentRequest, tenant: dict[str, Any], user: dict[str, Any]) -> bool:
+    """Whether the user would be asked to consent: the app is not in the tenant yet (no service
+    principal: even ``openid`` alone needs consent then), or a named scope is not granted to the
+    user (tenant-wide or their own). Caller holds state.lock."""
+    client_id = cr.app["clientId"]
+    if not req.sandbox.state.has_service_principal(tenant["tenantId"], client_id):
+        return True
+    held = consented_scopes(tenant, client_id, user["id"])
+    return any(s.lower() not in held for s in cr.scope.scopes)
+
+
+def _accept(req: Request, cr: ConsentRequest, account: str) -> tuple[Response, tuple[str, str]]:
+    """The answer to Accept, and the account that signed in (the answer may still refuse consent:
+    the user signed in all the same, so the caller starts the session either way)."""
     state = req.sandbox.state
     client_id = cr.app["clientId"]
     app_name = cr.app["displayName"]
@@ -264,17 +329,20 @@ def _accept(req: Request, cr: ConsentRequest, account: str) -> Response:
             if cr.tenant is None:
                 raise _error_page(req, 90002, "The tenant was not found.")
         tenant, user = _chosen_account(req, cr, account)
+        signed_in = (tenant["tenantId"], user["id"])
         tenant_name = tenant.get("displayName") or tenant["tenantId"]
         if cr.admin:
             application = list(cr.app["permissions"]["application"]) if cr.scope.default else []
             if tenant_has_admin(tenant) and not may_grant_admin_consent(user, graph_app_roles=bool(application)):
                 return _error_redirect(req, cr, 90094, f"{app_name} needs permission to access resources in your "
                                                        "organization that only an admin can grant. Please ask an "
-                                                       "admin to grant permission to this app before you can use it.")
+                                                       "admin to grant permission to this app before you can use "
+                                                       "it."), signed_in
             grant_tenant_wide(tenant, client_id, application=application, delegated=cr.scope.scopes)
             granted = list(cr.scope.scopes) + [p for p in application if p not in cr.scope.scopes]
             scope = " ".join([graph_scope_string(granted), *cr.scope.oidc]).strip()
-            return _redirect(cr, [("admin_consent", "True"), ("tenant", tenant["tenantId"]), ("scope", scope)])
+            return _redirect(cr, [("admin_consent", "True"), ("tenant", tenant["tenantId"]),
+                                  ("scope", scope)]), signed_in
         held = consented_scopes(tenant, client_id, user["id"])
         needs_consent = any(s.lower() not in held for s in cr.scope.scopes)
         if (needs_consent and not tenant.get("allowUserConsent", True)
@@ -282,20 +350,55 @@ def _accept(req: Request, cr: ConsentRequest, account: str) -> Response:
             return _error_redirect(req, cr, 90093, f"An administrator of {tenant_name} set a policy that prevents "
                                                    f"you from granting {app_name} the permissions it is requesting. "
                                                    f"Contact an administrator of {tenant_name}, who can grant "
-                                                   "permissions to this app on your behalf.")
+                                                   "permissions to this app on your behalf."), signed_in
         grant_for_user(tenant, client_id, user["id"], cr.scope.scopes)
+    return _issue_code(req, cr, *signed_in), signed_in
+
+
+def _silent(req: Request, cr: ConsentRequest) -> Response:
+    """``prompt=none``: a code at once for the one signed-in account that fits, else an error
+    redirect, never a page (see the module docstring)."""
+    state = req.sandbox.state
+    session = state.sessions.accounts(req.cookie(SESSION_COOKIE))
+    hint = (cr.params.get("login_hint") or "").strip().lower()
+    with state.lock:
+        candidates = []
+        for tenant_id, user_id in session:
+            tenant = next((t for t in state.tenants if t["tenantId"] == tenant_id), None)
+            if tenant is None:
+                continue
+            if cr.tenant is not None and tenant["tenantId"] != cr.tenant["tenantId"]:
+                continue
+            user = find_user(tenant, user_id)
+            if user is None or (hint and hint not in user_keys(user)):
+                continue
+            candidates.append((tenant, user))
+        if len(candidates) != 1:
+            if not session:
+                why = "A silent sign-in request was sent but no user is signed in."
+            elif not candidates:
+                why = ("Session information isn't sufficient for single-sign-on: no user signed in to this browser "
+                       + ("matches the login_hint" if hint else "belongs to this tenant") + ".")
+            else:
+                why = ("Session information isn't sufficient for single-sign-on: more than one user is signed in "
+                       "to this browser; send a login_hint.")
+            return _error_redirect(req, cr, 50058, why, error="login_required")
+        tenant, user = candidates[0]
+        if _needs_consent(req, cr, tenant, user):
+            return _error_redirect(req, cr, 65001, f"The user or administrator has not consented to use the "
+                                                   f"application with ID '{cr.app['clientId']}' named "
+                                                   f"'{cr.app['displayName']}'. Send an interactive authorization "
+                                                   "request for this user and resource.",
+                                   error="interaction_required")
         tenant_id, user_id = tenant["tenantId"], user["id"]
-    code = req.sandbox.grants.issue_code(
-        client_id=client_id, redirect_uri=cr.redirect_uri, tenant_id=tenant_id, user_id=user_id,
-        scopes=cr.scope.scopes, oidc_scopes=cr.scope.oidc, code_challenge=cr.params.get("code_challenge"),
-        code_challenge_method=(cr.params.get("code_challenge_method") or "plain")
-        if cr.params.get("code_challenge") else None, nonce=cr.params.get("nonce"))
-    return _redirect(cr, [("code", code)])
+    return _issue_code(req, cr, tenant_id, user_id)
 
 
 def _handle(req: Request, *, admin: bool) -> Response:
     cr = _validate(req, admin=admin)
     if req.method != "POST":
+        if not admin and cr.params.get("prompt") == "none":
+            return _silent(req, cr)
         return _consent_page(req, cr)
     form = req.form()
     action = form.get("action")
@@ -307,7 +410,10 @@ def _handle(req: Request, *, admin: bool) -> Response:
     account = form.get("account")
     if not account:
         raise _error_page(req, 900144, "The request body must contain the following parameter: 'account'.")
-    return _accept(req, cr, account)
+    response, (tenant_id, user_id) = _accept(req, cr, account)
+    session_id = req.sandbox.state.sessions.sign_in(req.cookie(SESSION_COOKIE), tenant_id, user_id)
+    response.headers.append(set_cookie_header(session_id))
+    return response
 
 
 def admin_consent(req: Request) -> Response:

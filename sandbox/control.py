@@ -2,7 +2,8 @@
 
 - ``GET /_sandbox/health`` -> ``{"status": "ok"}``.
 - ``POST /_sandbox/reset`` with a seed body (see ``sandbox.state`` for what a reset replaces;
-  Graph's settings come from the body's ``graph`` object, else go back to their defaults); a bad
+  Graph's settings come from the body's ``graph`` object, else go back to their defaults; every
+  sign-in session ends); a bad
   body is a 400 with a Graph-style error listing every problem, and changes nothing. Answers
   ``{"status": "reset", "homeTenantId", "apps", "tenants", "vaultReset", "graph"}``.
 - ``GET /_sandbox/requests[?since=<index>]`` -> ``{"value": [{"index", "method", "path", "query",
@@ -15,9 +16,10 @@
   AADSTS65001 and client credentials AADSTS700016 (see ``sandbox.identity``). Answers
   ``{"tenantId", "revokedClientIds", "refreshTokensRevoked"}``.
 - ``POST /_sandbox/users/{email}/revoke`` (``{email}``: any name of the user: mail, proxy
-  address, UPN or id): revokes one user's refresh tokens, as an admin's
-  "revoke sessions" does; they then answer ``invalid_grant`` AADSTS50173. Answers
-  ``{"userId", "tenantId", "refreshTokensRevoked"}``.
+  address, UPN or id): revokes one user's refresh tokens and signs the user out of every
+  browser's sign-in session (``sandbox.sessions``), as an admin's "revoke sessions" does; the
+  refresh tokens then answer ``invalid_grant`` AADSTS50173, and ``prompt=none`` finds no session
+  for the user. Answers ``{"userId", "tenantId", "refreshTokensRevoked", "signInSessionsEnded"}``.
 
 - ``POST /_sandbox/keys/rotate``: a new token signing key, published at once in every tenant's
   JWKS (``/{tenant}/discovery/v2.0/keys``) beside the previous ones, signs every token from then
@@ -96,7 +98,9 @@ def revoke_user(req: Request) -> Response:
         raise HttpError(graph_error(req, 404, "NotFound", f"No seeded user '{email}'."))
     tenant_id, user_id = found[0]
     count = req.sandbox.grants.revoke_refresh_tokens(tenant_id=tenant_id, user_id=user_id)
-    return Response.json(200, {"userId": user_id, "tenantId": tenant_id, "refreshTokensRevoked": count})
+    sessions = state.sessions.end_for_user(tenant_id, user_id)
+    return Response.json(200, {"userId": user_id, "tenantId": tenant_id, "refreshTokensRevoked": count,
+                               "signInSessionsEnded": sessions})
 
 
 def rotate_keys(req: Request) -> Response:

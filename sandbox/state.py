@@ -11,6 +11,9 @@ The seed file's ``graph`` object sets them at start; a reset sets them from its 
 object, and a reset without one restores the defaults (the sandbox's choice: a reset puts a test
 back on known ground, like the tenants it replaces); ``PATCH /_sandbox/graph`` changes them in
 between (``sandbox.graph.control``).
+
+Sign-in sessions (``sessions``, ``sandbox.sessions``): the browsers' sessions with the consent and
+sign-in pages. A reset ends them all, since the accounts they name are replaced with the tenants.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .seed import DEFAULT_IDENTITY_HEADER, DEFAULT_TRANSACTION_ID_WINDOW_SECONDS, is_guid, validate_seed
+from .sessions import SignInSessions
 
 if TYPE_CHECKING:
     from .keyvault import VaultStore
@@ -78,6 +82,7 @@ class SandboxState:
         self.managed_identity: dict[str, str] = {}
         self._managed_identity_config: dict[str, Any] = {}
         self.graph_settings: dict[str, Any] = default_graph_settings()
+        self.sessions = SignInSessions()
         self._apply_graph(seed.get("graph"))
         self._apply_apps(seed.get("apps", []))
         self._apply_managed_identity(seed.get("managedIdentity"))
@@ -108,6 +113,7 @@ class SandboxState:
                 # The managed identity's default ids derive from the home tenant.
                 self._apply_managed_identity(seed.get("managedIdentity", self._managed_identity_config))
             self._apply_tenants(seed.get("tenants", []))
+            self.sessions.clear()
             self._apply_graph(seed.get("graph"))
             if seed.get("resetVault") or "vault" in seed:
                 self.vault.clear()

@@ -90,6 +90,15 @@ class Request:
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
 
+    def cookie(self, name: str) -> str | None:
+        """The value of cookie ``name`` in the ``Cookie`` header (the first one sent, as browsers send
+        the most specific first), else None. Pairs that are not ``name=value`` are skipped."""
+        for pair in (self.header("cookie") or "").split(";"):
+            key, sep, value = pair.strip().partition("=")
+            if sep and key == name:
+                return value.strip().strip('"')
+        return None
+
     def form(self) -> dict[str, str]:
         """The body as application/x-www-form-urlencoded (first value of each field)."""
         try:
