@@ -100,6 +100,11 @@ class Context:
     calendar: ev.Calendar
 
 
+def scoped_key(organization_id: str, key: str) -> str:
+    """The stored form of a caller's Idempotency-Key: the organization's own."""
+    return f"{organization_id}\n{key}"
+
+
 class BookingService:
     def __init__(self, repos: Repositories, graph: Any, members: MemberTokens, *, people: People | None = None,
                  timeout: float = 10.0, write_margin: timedelta = timedelta(seconds=60),
@@ -129,6 +134,9 @@ class BookingService:
         now = utcnow()
         request = parse(body, default_time_zone=tenant.defaultTimeZone, now=now)
         tenant.require_enabled()
+        # Keys are the organization's own: a tenant that moved to another organization does not
+        # answer the new owner with the previous owner's bookings.
+        key = scoped_key(tenant.organizationId, key)
         claim = self.keys.claim(tenant.tenantId, key, request.fingerprint(),
                                 busy_reason=lambda record: self._unknown_if_uncertain(tenant, record))
         if claim.done is not None:
@@ -237,7 +245,7 @@ class BookingService:
                     timeZone=request.time_zone, subject=request.subject, body=request.body,
                     onlineMeeting=request.online_meeting, checkAvailability=request.check_availability,
                     status="creating", idempotencyKey=record.key, attemptDeadline=sent_at + self.window,
-                    createdAt=sent_at, updatedAt=sent_at))
+                    organizationId=tenant.organizationId, createdAt=sent_at, updatedAt=sent_at))
             else:
                 row.attemptDeadline, row.updatedAt = sent_at + self.window, sent_at
                 row = self.repos.store.update(row)
@@ -347,7 +355,8 @@ class BookingService:
 
     def _booking(self, tenant: Tenant, booking_id: str) -> Booking:
         booking = self.repos.booking(tenant.tenantId, booking_id)
-        if booking is None or booking.tenantId != tenant.tenantId or booking.status in ("creating", "uncertain"):
+        if booking is None or booking.tenantId != tenant.tenantId or booking.status in ("creating", "uncertain") \
+                or booking.organizationId not in (None, tenant.organizationId):  # a previous owner's
             raise BookingNotFound("No booking with this id exists in this tenant.", target="bookingId")
         return booking
 

@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import ConcurrencyConflict, SecretNotFound, SecretUnavailable
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 REFRESH_MEMBER = "refresh_member"
 CHECK_TENANT = "check_tenant"
 PAGE = 200
+CONSENT_OUTCOME_KEPT = timedelta(days=1)
 SENDERS = 16
 
 
@@ -100,7 +101,9 @@ class Timer:
                 return count
 
     def _clean(self, now: datetime) -> int:
-        expired = [*self.repos.expired_consent_requests(now), *self.repos.expired_consent_states(now),
+        # A request's outcome stays readable (status route) for a day after its link expired.
+        expired = [*self.repos.expired_consent_requests(now - CONSENT_OUTCOME_KEPT),
+                   *self.repos.expired_consent_states(now),
                    *self.repos.expired_idempotency_records(now)]
         for record in expired:
             # Changed since read (in use): the next run sees it again.

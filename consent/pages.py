@@ -95,6 +95,20 @@ def wrong_tenant(organization: str, return_url: str) -> func.HttpResponse:
                 return_url=return_url)
 
 
+def owned_elsewhere(return_url: str) -> func.HttpResponse:
+    return page(409, "Connected to another 10KC organization",
+                "This Microsoft 365 organization is connected to another 10KC organization, so nothing was "
+                "changed here. If that is wrong, ask your Microsoft 365 administrator to connect it again from "
+                "your 10KC organization.", return_url=return_url)
+
+
+def not_an_admin(organization: str, return_url: str) -> func.HttpResponse:
+    return page(403, "An administrator must connect calendars",
+                f"The account that signed in is not an administrator who may grant this access for {organization}, "
+                "so nothing was changed. Ask a Global Administrator of your Microsoft 365 organization to connect "
+                "it from 10KC.", return_url=return_url)
+
+
 def upstream_failed(organization: str, return_url: str, code: str | None) -> func.HttpResponse:
     return page(502, "Microsoft could not complete the request",
                 f"Microsoft could not complete the calendar connection for {organization}; nothing was changed. "

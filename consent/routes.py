@@ -10,6 +10,7 @@ import azure.functions as func
 from consent import pages
 from shared import validation as v
 from shared.callers import Caller, tenant_route
+from shared.errors import InvalidRequest
 from shared.http import Handler, json_body, json_response, tenant_id_of, wrap
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,35 @@ def consent_request(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
     body = json_body(req)
     tenant = tenant_service().require(tenant_id, caller.organization_id)
-    return json_response(consent_service().create_request(tenant, body), 201)
+    return json_response(consent_service().create_request(tenant, caller.organization_id, body), 201)
+
+
+@bp.function_name("consent_request_status")
+@bp.route(route="tenants/{tenantId}/consent/{consentRequestId}", methods=["GET"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+@tenant_route
+def consent_request_status(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    tenant_id = tenant_id_of(req)
+    request_id = v.plain_id(req.route_params.get("consentRequestId", ""), "consentRequestId")
+    tenant = tenant_service().require(tenant_id, caller.organization_id)
+    return json_response(consent_service().request_status(tenant, caller.organization_id, request_id))
+
+
+@bp.function_name("tenant_members")
+@bp.route(route="tenants/{tenantId}/users", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@tenant_route
+def tenant_members(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    from consent.tenants import MEMBER_STATUSES
+
+    tenant_id = tenant_id_of(req)
+    status = req.params.get("status")
+    if status is not None and status not in MEMBER_STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(MEMBER_STATUSES)}.", target="status")
+    limit = v.query_int(req.params.get("limit"), "limit", default=100, minimum=1, maximum=500)
+    cursor = req.params.get("cursor") or None
+    page = tenant_service().members_page(tenant_id, caller.organization_id, status=status, limit=limit,
+                                         cursor=cursor)
+    return json_response(page)
 
 
 @bp.function_name("consent_redirect")
@@ -100,4 +129,4 @@ def consent_redirect(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="consent/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @page_endpoint
 def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
-    return consent_service().callback(dict(req.params))
+    return consent_service().callback(dict(req.params), req.headers.get("cookie"))

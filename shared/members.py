@@ -177,3 +177,13 @@ class MemberTokens:
         for user in self.repos.users(tenant_id):
             self._mark_not_connected(user)
         return len(refs)
+
+    def remove_tenant_members(self, tenant_id: str) -> int:
+        """Forget the tenant's members entirely (the tenant moved to another organization): every
+        stored token deleted first, then the member rows. Returns how many members were removed."""
+        self.disconnect_tenant(tenant_id)
+        removed = 0
+        for user in self.repos.users(tenant_id):
+            if self.repos.store.delete(user, if_unchanged=False):
+                removed += 1
+        return removed

@@ -144,15 +144,64 @@ class Tenant(TenantRecord):
     consentedAt: datetime | None = None
     createdAt: datetime | None = None
     updatedAt: datetime | None = None
+    # When its organization became the owner through a proven admin consent.
+    ownedAt: datetime | None = None
 
     @property
     def row_key(self) -> str:
         return "tenant"
 
+    @property
+    def owned(self) -> bool:
+        """False for the view of an organization's open claim (TenantClaim.as_tenant), which is
+        never stored: the row under this key is the owner."""
+        return not getattr(self, "_from_claim", False)
+
+    @property
+    def owned_since(self) -> datetime | None:
+        return self.ownedAt or self.consentedAt or self.createdAt
+
     def require_enabled(self) -> None:
         """409 `tenant_not_enabled` unless consent is complete and the tenant is connected."""
         if self.status != "enabled":
             raise TenantNotEnabled(f"The tenant's calendar integration is {self.status.replace('_', ' ')}.")
+
+
+@dataclass
+class TenantClaim(TenantRecord):
+    """One organization's claim on a tenant, with its own fields: anyone can type a tenant id, so
+    claims never block each other, and the tenant's owner (the `Tenant` row) is made only by a
+    proven admin consent through one of them (consent/flows.py)."""
+
+    TABLE: ClassVar[str] = "tenants"
+    organizationId: str
+    organizationName: str
+    mode: str
+    status: str = "pending_consent"  # pending_consent | disabled
+    securityGroupId: str | None = None
+    defaultTimeZone: str = "UTC"
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    @property
+    def row_key(self) -> str:
+        return self.row_key_for(self.organizationId)
+
+    @staticmethod
+    def row_key_for(organization_id: str) -> str:
+        return CLAIM_PREFIX + encode_key(organization_id)
+
+    def as_tenant(self) -> Tenant:
+        """The tenant as this claim's organization sees it before it owns it (`owned` False)."""
+        tenant = Tenant(tenantId=self.tenantId, organizationId=self.organizationId,
+                        organizationName=self.organizationName, mode=self.mode, status=self.status,
+                        securityGroupId=self.securityGroupId, defaultTimeZone=self.defaultTimeZone,
+                        createdAt=self.createdAt, updatedAt=self.updatedAt)
+        tenant._from_claim = True  # type: ignore[attr-defined]
+        return tenant
+
+
+CLAIM_PREFIX = "claim:"
 
 
 @dataclass
@@ -163,8 +212,12 @@ class ConsentRequest(Record):
     kind: str  # admin | user
     returnUrl: str
     expiresAt: datetime
+    organizationId: str = ""  # the organization that asked; it owns the tenant if the consent is proven
     loginHint: str | None = None
     usedAt: datetime | None = None
+    status: str = "pending"  # pending | completed | declined | failed (expired is derived)
+    reason: str | None = None  # our own code: access_denied, not_an_admin, upstream_error, ...
+    completedAt: datetime | None = None
     createdAt: datetime | None = None
 
     @property
@@ -178,9 +231,10 @@ class ConsentRequest(Record):
 
 @dataclass
 class ConsentState(Record):
-    """One visit to a consent link: the `state` sent to Microsoft (stored as its SHA-256, so the
-    table never holds a usable state) and, for a member, MSAL's auth-code flow (PKCE verifier,
-    nonce), kept server-side until the callback. Used once, then deleted."""
+    """One step of a visit to a consent link: the `state` sent to Microsoft (stored as its SHA-256,
+    so the table never holds a usable state), the SHA-256 of the browser's binding cookie, and for
+    a sign-in MSAL's auth-code flow (PKCE verifier, nonce), kept server-side until the callback.
+    Used once, then deleted."""
 
     TABLE: ClassVar[str] = "consentstates"
     stateHash: str
@@ -188,7 +242,12 @@ class ConsentState(Record):
     tenantId: str
     kind: str
     expiresAt: datetime
-    flow: str | None = None  # JSON of MSAL's flow dict (member consent only)
+    step: str = "consent"  # consent (Microsoft's consent page or a member's sign-in) | sign_in (the admin's proof)
+    browserHash: str | None = None  # SHA-256 of the cookie set on the browser that opened the link
+    prompt: str | None = None  # the admin sign-in's prompt: none, then select_account
+    mode: str | None = None  # the tenant's mode when the link was opened (what was consented to)
+    visitedAt: datetime | None = None  # when the browser opened the link (the first step's time)
+    flow: str | None = None  # JSON of MSAL's flow dict (member consent and admin sign-in)
     createdAt: datetime | None = None
 
     @property
@@ -243,6 +302,7 @@ class Booking(TenantRecord):
     webLink: str | None = None
     onlineMeetingUrl: str | None = None
     idempotencyKey: str | None = None
+    organizationId: str | None = None  # the tenant's owner when booked: only it reads the booking
     createdAt: datetime | None = None
     updatedAt: datetime | None = None
 
@@ -473,11 +533,24 @@ class Repositories:
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.store.get(Tenant, tenant_id, "tenant")
 
-    def require_tenant(self, tenant_id: str, *, organization_id: str) -> Tenant:
-        """The tenant as the organization sees it, or 404 `tenant_not_found`: a tenant of another
-        organization answers exactly as an unknown one, so organizations cannot find each other's."""
+    def claim(self, tenant_id: str, organization_id: str) -> TenantClaim | None:
+        return self.store.get(TenantClaim, tenant_id, TenantClaim.row_key_for(organization_id))
+
+    def view_of(self, tenant_id: str, organization_id: str) -> Tenant | None:
+        """The tenant as the organization sees it: the tenant it owns, or its open claim (a
+        `Tenant` with `owned` False) while nobody owns the tenant; else None."""
         tenant = self.tenant(tenant_id)
-        if tenant is None or tenant.organizationId != organization_id:
+        if tenant is not None:
+            return tenant if tenant.organizationId == organization_id else None
+        claim = self.claim(tenant_id, organization_id)
+        return claim.as_tenant() if claim is not None else None
+
+    def require_tenant(self, tenant_id: str, *, organization_id: str) -> Tenant:
+        """The tenant as the organization sees it, or 404 `tenant_not_found`: a tenant that another
+        organization owns answers exactly as an unknown one, so organizations cannot find each
+        other's."""
+        tenant = self.view_of(tenant_id, organization_id)
+        if tenant is None:
             raise TenantNotFound("No tenant with this id is registered.", target="tenantId")
         return tenant
 

@@ -15,6 +15,7 @@ place a caller could see it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -204,8 +205,44 @@ class TokenProvider:
             except ValueError:
                 # MSAL raises ValueError for a state mismatch or a reused flow.
                 return {"error": "invalid_flow"}
+            except RuntimeError:  # the ID token's nonce is not the flow's
+                return {"error": "invalid_nonce"}
 
         return self._call(tenant_id, redeem)
+
+    # -- an admin's sign-in, as proof of who consented (OpenID Connect: openid profile only) -----------
+
+    def start_sign_in(self, tenant_id: str, *, state: str, prompt: str) -> dict[str, Any]:
+        """MSAL's flow for the admin's own sign-in in the tenant (PKCE and a nonce; MSAL adds only
+        its reserved scopes `openid profile offline_access`). Keep it server-side."""
+        app = self._app(tenant_id)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
+            return app.initiate_auth_code_flow(
+                [], redirect_uri=self._settings.consent_callback_url, state=state, prompt=prompt,
+                response_mode="query",
+            )
+
+    def finish_sign_in(self, tenant_id: str, flow: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+        """Redeem the sign-in's code; MSAL checks the state, PKCE and the ID token's nonce. The
+        tokens are for this proof only: nothing of them is kept."""
+        def redeem(app: Any) -> dict[str, Any]:
+            try:
+                return app.acquire_token_by_auth_code_flow(flow, query)
+            except ValueError:  # a state mismatch or a reused flow
+                return {"error": "invalid_flow"}
+            except RuntimeError:  # the ID token's nonce is not the flow's
+                return {"error": "invalid_nonce"}
+
+        result = self._call(tenant_id, redeem)
+        claims = result.get("id_token_claims") or {}
+        home = f"{claims.get('oid')}.{claims.get('tid')}"
+        with contextlib.suppress(Exception):  # MSAL caches what it redeems: forget this sign-in's tokens
+            app = self._app(tenant_id)
+            for account in app.get_accounts():
+                if account.get("home_account_id") == home:
+                    app.remove_account(account)
+        return result
 
     def redeem_refresh_token(self, tenant_id: str, refresh_token: str) -> dict[str, Any]:
         return self._call(

@@ -135,3 +135,15 @@ def only_fields(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidRequest(f"Unknown field {unknown[0]!r}.", target=unknown[0])
+
+
+def query_int(value: str | None, target: str, *, default: int, minimum: int, maximum: int) -> int:
+    """A whole number from the query string (digits only), within [minimum, maximum]."""
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise InvalidRequest(f"{target} must be a whole number between {minimum} and {maximum}.", target=target)
+    number = int(value)
+    if not minimum <= number <= maximum:
+        raise InvalidRequest(f"{target} must be between {minimum} and {maximum}.", target=target)
+    return number

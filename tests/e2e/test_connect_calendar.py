@@ -19,6 +19,8 @@ GRACE = {"id": "0c8f6f3e-6f0e-4c1e-9d61-3a6c0d6b9e01", "mail": "grace@northwind.
          "displayName": "Grace Hopper", "timeZone": "Europe/London"}
 NORA = {"id": "0c8f6f3e-6f0e-4c1e-9d61-3a6c0d6b9e02", "mail": "nora@northwind.example",
         "displayName": "Nora Admin", "isAdmin": True}
+CAROL = {"id": "0c8f6f3e-6f0e-4c1e-9d61-3a6c0d6b9e03", "mail": "carol@contoso.example",
+         "displayName": "Carol Admin", "isAdmin": True}
 
 
 @pytest.fixture
@@ -39,6 +41,8 @@ def service(api, host, sandbox, app_env, monkeypatch):
         if tenant["tenantId"] == NORTHWIND:
             tenant["consented"] = {}
             tenant["users"] = [GRACE, NORA]
+        if tenant["tenantId"] == CONTOSO:
+            tenant["users"] = [*tenant["users"], CAROL]  # a Global Administrator to prove the consent
     sandbox.reset({"apps": [app, *seed["apps"][1:]], "tenants": tenants})  # the callers stay
     yield api
     sandbox.reset({"apps": seed["apps"], "tenants": seed["tenants"]})
@@ -54,17 +58,37 @@ def consent_page(browser: Browser, api, tenant: str, kind: str, login_hint: str 
 
 
 def test_domain_admin_connects_the_organization(browser: Browser, service, host) -> None:
+    """Accepting Microsoft's page starts the admin's sign-in session, so the service's proof sign-in
+    (prompt=none) passes without another page; the link back carries the outcome."""
     service = service.acting_for("org-7")
     service.put(f"/tenants/{CONTOSO}", json={"organizationId": "org-7", "organizationName": "Contoso on 10KC",
                                              "mode": "domain"})
     page = consent_page(browser, service, CONTOSO, "admin")
-    page.select_option("select[name=account]", "bob@contoso.example")
+    page.select_option("select[name=account]", CAROL["mail"])
     page.click("button[value=accept]")
     page.wait_for_url(f"{host.base_url}/api/consent/callback?**")
     assert page.title().startswith("Calendar integration is now enabled")
     assert "Contoso on 10KC" in page.inner_text("main")
-    assert page.get_attribute("a", "href") == RETURN
+    back = page.get_attribute("a", "href") or ""
+    assert back.startswith(RETURN + "?consent=completed&tenantId=" + CONTOSO + "&consentRequestId=")
     assert service.get(f"/tenants/{CONTOSO}").json()["status"] == "enabled"
+    cookies = {c["name"] for c in page.context.cookies()}
+    assert "tenkc_consent" not in cookies  # the visit is over: the binding cookie was cleared
+
+
+def test_a_consent_accepted_by_someone_who_is_not_an_admin_is_refused(browser: Browser, service, host) -> None:
+    """Bob may accept Microsoft's page in the sandbox's Contoso only when it lists no admin; here it
+    lists Carol, so Microsoft itself refuses him (AADSTS90094), and nothing changes."""
+    service = service.acting_for("org-7")
+    service.put(f"/tenants/{CONTOSO}", json={"organizationId": "org-7", "mode": "domain"})
+    page = consent_page(browser, service, CONTOSO, "admin")
+    page.select_option("select[name=account]", "bob@contoso.example")
+    with page.expect_navigation(url=f"{host.base_url}/api/consent/callback?**") as navigation:
+        page.click("button[value=accept]")
+    response = navigation.value
+    assert response is not None and response.status == 403
+    assert "AADSTS90094" in page.inner_text("main")
+    assert service.get(f"/tenants/{CONTOSO}").json()["status"] == "pending_consent"
 
 
 def test_admin_cancels_and_nothing_changes(browser: Browser, service, host) -> None:

@@ -70,7 +70,10 @@ def test_a_run_enqueues_exactly_the_jobs_due_and_cleans_up(background, sandbox):
                                  ("gone", "needs_reconnect", -1)]:
         repos.store.insert(ConnectedUser(tenantId=DELEGATED, userId=user_id, email=f"{user_id}@d.example",
                                          status=status, secretName="rt-x", refreshDueAt=now + timedelta(minutes=due)))
+    # A request's outcome stays readable for a day after its link expired; then it is deleted.
     repos.store.insert(ConsentRequest(requestId="old", tenantId=DOMAIN_A, kind="admin", returnUrl="https://x",
+                                      expiresAt=now - timedelta(days=1, minutes=1)))
+    repos.store.insert(ConsentRequest(requestId="recent", tenantId=DOMAIN_A, kind="admin", returnUrl="https://x",
                                       expiresAt=now - timedelta(minutes=1)))
     repos.store.insert(ConsentRequest(requestId="fresh", tenantId=DOMAIN_A, kind="admin", returnUrl="https://x",
                                       expiresAt=now + timedelta(minutes=10)))
@@ -81,6 +84,7 @@ def test_a_run_enqueues_exactly_the_jobs_due_and_cleans_up(background, sandbox):
     assert sorted((j["kind"], j.get("userId") or j["tenantId"]) for j in jobs) == [
         ("check_tenant", DOMAIN_A), ("refresh_member", "due-1"), ("refresh_member", "due-2")]
     assert repos.consent_request("old") is None and repos.consent_request("fresh") is not None
+    assert repos.consent_request("recent") is not None
 
 
 def test_jobs_are_staggered_to_keep_under_key_vaults_write_rate(background, monkeypatch):

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from booking.service import scoped_key
 from tests.conftest import SANDBOX_SEED, WRITE_WINDOW_SECONDS
+from tests.support.callers import ORGANIZATION
 from tests.support.consent_pages import admin_consent, connect_member
 from tests.support.days import DAY, at, day
 
@@ -261,7 +263,8 @@ def test_crash_between_create_and_confirm_is_recovered_by_the_next_request(tenan
 
     key, booking_id, now = "crash-1", "bk_" + uuid.uuid4().hex, datetime.now(UTC)
     fingerprint = _fingerprint(BOOKING)
-    repositories().store.insert(IdempotencyRecord(tenantId=DOMAIN, key=key, requestHash=fingerprint,
+    repositories().store.insert(IdempotencyRecord(tenantId=DOMAIN, key=scoped_key(ORGANIZATION, key),
+                                                  requestHash=fingerprint,
                                                   bookingId=booking_id, expiresAt=now + timedelta(days=30),
                                                   lockedUntil=now - timedelta(seconds=1), createdAt=now))
     # The row as the service leaves it once a create was sent: its deadline written first (passed).
@@ -270,7 +273,8 @@ def test_crash_between_create_and_confirm_is_recovered_by_the_next_request(tenan
                                         attemptDeadline=now - timedelta(seconds=1),
                                         start=datetime.combine(DAY, time(15), UTC),
                                         end=datetime.combine(DAY, time(15, 30), UTC), timeZone="America/New_York",
-                                        subject=BOOKING["subject"], status="creating", createdAt=now))
+                                        subject=BOOKING["subject"], status="creating", createdAt=now,
+                                        idempotencyKey=scoped_key(ORGANIZATION, key), organizationId=ORGANIZATION))
     graph_client().post("/users/ada@fabrikam.example/events", tenant_id=DOMAIN, mailbox="ada@fabrikam.example",
                         json={"subject": BOOKING["subject"],
                               "start": {"dateTime": f"{day(0)}T10:00:00", "timeZone": "Eastern Standard Time"},
@@ -318,7 +322,7 @@ def test_delegated_bookings_use_the_organizers_token(tenants, sandbox):
 def _row_of(key):
     from shared.clients import repositories
 
-    record = repositories().idempotency_record(DOMAIN, key)
+    record = repositories().idempotency_record(DOMAIN, scoped_key(ORGANIZATION, key))
     assert record is not None and record.bookingId
     return repositories().booking(DOMAIN, record.bookingId)
 

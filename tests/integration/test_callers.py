@@ -223,7 +223,8 @@ def test_the_walk_below_covers_the_routes_we_know(api):
         ("GET", "tenants/{tenantId}/users/{userId}"), ("DELETE", "tenants/{tenantId}/users/{userId}"),
         ("POST", "tenants/{tenantId}/consent"), ("POST", "tenants/{tenantId}/availability"),
         ("POST", "tenants/{tenantId}/bookings"), ("GET", "tenants/{tenantId}/bookings/{bookingId}"),
-        ("DELETE", "tenants/{tenantId}/bookings/{bookingId}")}
+        ("DELETE", "tenants/{tenantId}/bookings/{bookingId}"), ("GET", "tenants/{tenantId}/users"),
+        ("GET", "tenants/{tenantId}/consent/{consentRequestId}")}
 
 
 AVAILABILITY = {"organizer": "ada@fabrikam.example", "attendees": ["grace@fabrikam.example"],
@@ -242,7 +243,9 @@ def test_another_organization_finds_nothing_on_any_tenant_route(api, sandbox):
 
     member_tokens().connect(DOMAIN, "c1c2c3c4-0000-4000-8000-000000000002", "grace@fabrikam.example", "rt-grace-1")
     before = {mail: len(events(sandbox, mail)) for mail in ("ada@fabrikam.example", "grace@fabrikam.example")}
-    values = {"tenantId": DOMAIN, "userId": "grace@fabrikam.example", "bookingId": booking["bookingId"]}
+    consent = api.post(f"/tenants/{DOMAIN}/consent", json=BODIES["tenants/{tenantId}/consent"]).json()
+    values = {"tenantId": DOMAIN, "userId": "grace@fabrikam.example", "bookingId": booking["bookingId"],
+              "consentRequestId": consent["consentRequestId"]}
     other = api.acting_for("org-99")
 
     walked = set()

@@ -5,12 +5,18 @@ import uuid
 import pytest
 
 from shared.storage import SecretRef
+from tests.support.consent_pages import admin_consent
 
 TENANT = "2b9e56f8-499e-4153-949c-a7aeb479f07e"
 
 
 def register(api, tenant=TENANT, **body):
     return api.put(f"/tenants/{tenant}", json={"organizationId": "org-42", "mode": "domain"} | body)
+
+
+def own(api, sandbox, mode="domain"):
+    """org-42 owns Fabrikam: its admin (Ann) consents through the real pages."""
+    admin_consent(api, sandbox, TENANT, "ann@fabrikam.example", mode=mode)
 
 
 def test_register_defaults_then_update(api):
@@ -32,9 +38,11 @@ def test_register_defaults_then_update(api):
     assert got.headers["x-request-id"]
 
 
-def test_another_organization_gets_409(api):
-    register(api)
-    answer = register(api.acting_for("org-99"), organizationId="org-99")
+def test_another_organization_gets_409_once_the_tenant_is_owned(api, sandbox):
+    other = api.acting_for("org-99")
+    assert register(other, organizationId="org-99").status_code == 201  # a claim blocks nobody
+    own(api, sandbox)
+    answer = register(other, organizationId="org-99")
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "tenant_owned_elsewhere"
     assert api.get(f"/tenants/{TENANT}").json()["organizationId"] == "org-42"
@@ -50,12 +58,8 @@ def test_the_organization_is_the_headers_and_the_body_may_only_repeat_it(api):
     assert api.get(f"/tenants/{TENANT}").json()["organizationId"] == "org-42"
 
 
-def test_changing_mode_goes_back_to_pending_consent(api):
-    register(api)
-    from shared.clients import repositories
-    from shared.storage import Tenant
-
-    repositories().store.modify(Tenant, TENANT, "tenant", lambda t: setattr(t, "status", "enabled") or t)
+def test_changing_mode_goes_back_to_pending_consent(api, sandbox):
+    own(api, sandbox)
     assert api.get(f"/tenants/{TENANT}").json()["status"] == "enabled"
     assert register(api, mode="domain").json()["status"] == "enabled"  # same mode: unchanged
     assert register(api, mode="delegated").json()["status"] == "pending_consent"
@@ -122,8 +126,8 @@ def test_method_not_allowed_on_tenant_routes(api):
     assert set(answer.headers["Allow"].split(", ")) == {"GET", "PUT", "DELETE"}
 
 
-def test_disconnect_deletes_every_token_keeps_the_rest_and_is_idempotent(api):
-    register(api, mode="delegated")
+def test_disconnect_deletes_every_token_keeps_the_rest_and_is_idempotent(api, sandbox):
+    own(api, sandbox, mode="delegated")
     from shared.clients import member_tokens, repositories, secret_store
 
     members = member_tokens()
@@ -149,8 +153,8 @@ def test_disconnect_deletes_every_token_keeps_the_rest_and_is_idempotent(api):
     assert api.get(f"/tenants/{TENANT}/users/oid-ada").json()["status"] == "not_connected"
 
 
-def test_members_status_by_oid_or_email_and_disconnect(api):
-    register(api, mode="delegated")
+def test_members_status_by_oid_or_email_and_disconnect(api, sandbox):
+    own(api, sandbox, mode="delegated")
     from shared.clients import member_tokens, secret_store
 
     first = member_tokens().connect(TENANT, "oid-ada", "ada@fabrikam.example", "rt-1")
@@ -175,3 +179,54 @@ def test_members_status_by_oid_or_email_and_disconnect(api):
     bad = api.get(f"/tenants/{TENANT}/users/not%20valid")
     assert bad.status_code == 400
     assert bad.json()["error"]["target"] == "userId"
+
+
+def test_members_list_by_email_in_pages_with_a_status_filter(api, sandbox):
+    own(api, sandbox, mode="delegated")
+    from shared.clients import member_tokens
+
+    members = member_tokens()
+    for n, email in enumerate(["zed@fabrikam.example", "Amy@fabrikam.example", "kim@fabrikam.example",
+                               "bo@fabrikam.example", "lee@fabrikam.example"]):
+        members.connect(TENANT, f"oid-{n}", email, f"rt-{n}")
+    members.mark_needs_reconnect(members.repos.user(TENANT, "oid-2"))  # kim
+    members.disconnect(TENANT, "oid-4")  # lee
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        answer = api.get(f"/tenants/{TENANT}/users", params={"limit": 2} | ({"cursor": cursor} if cursor else {}))
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        assert len(page["users"]) <= 2
+        seen += page["users"]
+        pages += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert [u["email"] for u in seen] == ["amy@fabrikam.example", "bo@fabrikam.example", "kim@fabrikam.example",
+                                          "lee@fabrikam.example", "zed@fabrikam.example"]
+    assert {u["status"] for u in seen} == {"connected", "needs_reconnect", "not_connected"}
+    assert set(seen[0]) == {"userId", "email", "status", "connectedAt", "lastRefreshAt"}
+
+    reconnect = api.get(f"/tenants/{TENANT}/users?status=needs_reconnect").json()
+    assert [u["email"] for u in reconnect["users"]] == ["kim@fabrikam.example"] and reconnect["next"] is None
+    connected = api.get(f"/tenants/{TENANT}/users?status=connected&limit=500").json()
+    assert [u["userId"] for u in connected["users"]] == ["oid-1", "oid-3", "oid-0"]
+
+    # A cursor belongs to its filter; bad values are 400 naming the parameter.
+    first = api.get(f"/tenants/{TENANT}/users?limit=1").json()
+    mixed = api.get(f"/tenants/{TENANT}/users", params={"status": "connected", "cursor": first["next"]})
+    assert mixed.status_code == 400 and mixed.json()["error"]["target"] == "cursor"
+    for query, target in (("status=gone", "status"), ("limit=0", "limit"), ("limit=501", "limit"),
+                          ("limit=ten", "limit"), ("limit=-1", "limit"), ("cursor=%25%25", "cursor"),
+                          ("cursor=eyJ4IjoxfQ", "cursor")):
+        bad = api.get(f"/tenants/{TENANT}/users?{query}")
+        assert bad.status_code == 400, query
+        assert bad.json()["error"] == bad.json()["error"] | {"code": "invalid_request", "target": target}
+
+
+def test_members_list_of_an_unknown_or_claimed_tenant(api):
+    assert api.get(f"/tenants/{uuid.uuid4()}/users").status_code == 404
+    register(api, mode="delegated")  # a claim: no members yet
+    assert api.get(f"/tenants/{TENANT}/users").json() == {"users": [], "next": None}

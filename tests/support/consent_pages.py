@@ -93,11 +93,12 @@ def query_of(url: str) -> dict[str, str]:
 
 def admin_consent(api, sandbox, tenant_id: str, account: str, *, mode: str = "domain") -> None:
     """Register the tenant for the api's organization (X-Organization-Id) and complete admin
-    consent through the sandbox's real page."""
+    consent through the sandbox's real pages: Microsoft's consent page, then the admin's sign-in."""
     api.put(f"/tenants/{tenant_id}", json={"mode": mode})
     link = api.post(f"/tenants/{tenant_id}/consent",
                     json={"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"}).json()
-    _follow(api, sandbox, link["redirectUrl"], account)
+    answer = browse(api, microsoft_browser(sandbox), link["redirectUrl"], account)
+    assert answer.status_code == 200, answer.text
     status = api.get(f"/tenants/{tenant_id}").json()["status"]
     assert status == "enabled", status
 
@@ -106,15 +107,52 @@ def connect_member(api, sandbox, tenant_id: str, email: str) -> None:
     """A member of a delegated tenant connects through the authorization code flow."""
     link = api.post(f"/tenants/{tenant_id}/consent",
                     json={"kind": "user", "returnUrl": "http://127.0.0.1:3000/me", "loginHint": email}).json()
-    _follow(api, sandbox, link["redirectUrl"], email)
+    answer = browse(api, microsoft_browser(sandbox), link["redirectUrl"], email)
+    assert answer.status_code == 200, answer.text
     status = api.get(f"/tenants/{tenant_id}/users/{email}").json()["status"]
     assert status == "connected", status
 
 
-def _follow(api, sandbox, redirect_url: str, account: str) -> None:
-    path = urlsplit(redirect_url)
-    to_microsoft = api.get(path.path.removeprefix("/api") + "?" + path.query)
-    assert to_microsoft.status_code == 302, to_microsoft.text
-    back = urlsplit(click_through(sandbox.session(), to_microsoft.headers["Location"], account))
-    answer = api.get(back.path.removeprefix("/api") + "?" + back.query)
-    assert answer.status_code == 200, answer.text
+def microsoft_browser(sandbox) -> requests.Session:
+    """A new browser on the sandbox (its own cookie jar: no sign-in session yet)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(sandbox.ca_bundle)
+    return session
+
+
+def service_path(url: str) -> str:
+    """A URL of the service as the `api` session takes it (without the host and `/api`)."""
+    parts = urlsplit(url)
+    return parts.path.removeprefix("/api") + ("?" + parts.query if parts.query else "")
+
+
+def browse(api, microsoft: requests.Session, redirect_url: str, account: str, *,
+           sign_in_as: str | None = None, action: str = "accept") -> requests.Response:
+    """One browser through a consent link, as a person clicks it: `api` is the browser on the
+    service (it keeps the service's cookie), `microsoft` the same browser on the sandbox (it keeps
+    the sign-in session). Opens the link, accepts Microsoft's page as `account`, then follows the
+    service through the admin's sign-in (silent with the session; on a page, `sign_in_as` or
+    `account` picks the account). Returns the service's last answer (the page)."""
+    answer = api.get(service_path(redirect_url))
+    assert answer.status_code == 302, answer.text
+    back = click_through(microsoft, answer.headers["Location"], account, action)
+    return follow(api, microsoft, back, sign_in_as or account)
+
+
+def follow(api, microsoft: requests.Session, callback_url: str, account: str,
+           action: str = "accept") -> requests.Response:
+    """Take Microsoft's answer to the service's callback, and follow the service's redirects back
+    to Microsoft (the admin's sign-in) until the service answers a page."""
+    answer = api.get(service_path(callback_url))
+    for _ in range(4):
+        if answer.status_code != 302:
+            return answer
+        to_microsoft = answer.headers["Location"]
+        sign_in = microsoft.get(to_microsoft, allow_redirects=False)
+        if sign_in.status_code == 302:
+            back = sign_in.headers["Location"]
+        else:
+            back = click_through(microsoft, to_microsoft, account, action)
+        answer = api.get(service_path(back))
+    raise AssertionError("the service kept redirecting")
