@@ -45,6 +45,8 @@ def deploy_section() -> str:
         "AzureADMyOrg", "--identifier-uris", '"requestedAccessTokenVersion": 2', "api-app-roles.json",
         "appRoleAssignmentRequired=true", "az ad app permission add", "appRoleAssignedTo", "api://",
         "apiAudience", "allowedCallerAppIds", "X-Organization-Id", "401",
+        # the admin's proof sign-in reads the directory roles in the ID token's wids
+        "groupMembershipClaims=DirectoryRole",
     ],
 )
 def test_the_section_gives_the_command(deploy_section, needed):
