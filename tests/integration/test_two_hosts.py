@@ -28,8 +28,10 @@ def person(uid: int, mail: str, admin: bool = False) -> dict:
             "timeZone": "America/New_York", "isAdmin": admin, "events": []}
 
 
+RACE = "d2d2d2d2-0000-4000-8000-0000000000c2"  # nobody owns it: two organizations race to
 SEED = {"tenants": [{"tenantId": TENANT, "domain": "twohosts.example",
-                     "users": [person(1, ADA, admin=True), person(2, GRACE), person(3, ALAN)]}]}
+                     "users": [person(1, ADA, admin=True), person(2, GRACE), person(3, ALAN)]},
+                    {"tenantId": RACE, "domain": "race.example", "users": [person(4, "root@race.example", admin=True)]}]}
 
 
 @pytest.fixture
@@ -170,3 +172,34 @@ def test_a_host_killed_mid_create_is_completed_by_the_other_with_one_event(pair,
     assert len(events(sandbox, ADA)) == 1
     assert len(creates(sandbox, since)) == 1
     assert book(two, "killed").status_code == 200
+
+
+def test_two_organizations_proving_consent_on_two_hosts_make_exactly_one_owner(pair, sandbox):
+    """Each organization's admin consent, on its own host and browser, is proven up to its last
+    callback; the two last callbacks then race: exactly one owner, the other the 409 page."""
+    from urllib.parse import urlsplit
+
+    from tests.support.consent_pages import click_through, microsoft_browser, service_path
+
+    apis, finals = [], []
+    for host, organization in zip(pair, ("org-a", "org-b"), strict=True):
+        api = host.api()
+        api.headers["X-Organization-Id"] = organization
+        assert api.put(f"/tenants/{RACE}", json={"mode": "domain"}).status_code == 201
+        link = api.post(f"/tenants/{RACE}/consent", json={"kind": "admin", "returnUrl": "http://127.0.0.1:3000/a"})
+        to_microsoft = api.get(service_path(link.json()["redirectUrl"]))
+        microsoft = microsoft_browser(sandbox)
+        to_sign_in = api.get(service_path(click_through(microsoft, to_microsoft.headers["Location"],
+                                                        "root@race.example")))
+        assert to_sign_in.status_code == 302, to_sign_in.text
+        signed_in = microsoft.get(to_sign_in.headers["Location"], allow_redirects=False).headers["Location"]
+        assert "code=" in urlsplit(signed_in).query
+        apis.append(api)
+        finals.append(service_path(signed_in))
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda pair_: pair_[0].get(pair_[1]), zip(apis, finals, strict=True)))
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text[:200] for a in answers]
+    winner = 0 if answers[0].status_code == 200 else 1
+    assert apis[winner].get(f"/tenants/{RACE}").json()["status"] == "enabled"
+    assert apis[1 - winner].get(f"/tenants/{RACE}").status_code == 404
+    assert apis[1 - winner].put(f"/tenants/{RACE}", json={"mode": "domain"}).status_code == 409
