@@ -183,7 +183,9 @@ Connect the demo tenant (contoso.example, not consented yet):
   curl -s -X POST {base}/tenants/{DEMO_TENANT}/consent {caller} \\
        -H 'Content-Type: application/json' -d '{{"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"}}'
   then open the redirectUrl in a browser that trusts {ca_shown}, pick ada@contoso.example,
-  click Accept, and find the tenant enabled: curl -s {base}/tenants/{DEMO_TENANT} {caller}
+  click Accept (the service then checks, silently, that Ada signed in as the tenant's admin),
+  and find the tenant enabled: curl -s {base}/tenants/{DEMO_TENANT} {caller}
+  (how a consent ended: curl -s {base}/tenants/{DEMO_TENANT}/consent/<consentRequestId> {caller})
 Free time and a booking:
   curl -s -X POST {base}/tenants/{DEMO_TENANT}/availability {caller} \\
        -H 'Content-Type: application/json' \\
