@@ -18,11 +18,30 @@ with or without ``/calendar``), and ``GET .../calendar``.
 - Get / list (event-get, user-list-events): ``$select``, ``$expand``, ``$filter`` (see ``odata``);
   an unknown id is 404 ``ErrorItemNotFound`` "The specified object was not found in the store.";
   an id that is not one at all is 400 ``ErrorInvalidIdMalformed`` "Id is malformed.".
-- Update (event-update): 200 with the updated event.
+- Update (event-update): 200 with the updated event (what reaches the attendees, and when their
+  answers are reset: ``store``). Every change gives the item a new ``changeKey``, ``@odata.etag``
+  (``W/"<changeKey>"``) and ``lastModifiedDateTime``.
+- ``If-Match`` on update and delete: the item's current ``@odata.etag`` exactly as Graph gave it
+  (or ``*``), else 412 ``ErrorIrresolvableConflict`` "The send or update operation could not be
+  performed because the change key passed in the request does not match the current change key
+  for the item." and nothing changes (Exchange's response code and text, https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/responsecode;
+  Microsoft does not document the HTTP status for events: 412 Precondition Failed is HTTP's own
+  for a failed If-Match, RFC 9110 §13.1.1). A weak and a strong form of the same tag are not
+  the same tag here (the harsher reading): send it back as received.
 - Delete (event-delete): 204.
 - Cancel (event-cancel): 202, organizer only; an attendee's copy is 400 "Your request can't be
   completed. You need to be an organizer to cancel a meeting." (the page gives the message, not
   the code: ``ErrorInvalidRequest`` is the sandbox's).
+- Accept, tentatively accept, decline (https://learn.microsoft.com/en-us/graph/api/event-accept,
+  /event-tentativelyaccept, /event-decline; Calendars.ReadWrite): ``POST .../events/{id}/accept``
+  (``tentativelyAccept``, ``decline``) with an optional body ``{"comment": "...", "sendResponse":
+  true}``: 202 Accepted with no body, on the attendee's own copy (what changes where: ``store``).
+  Another parameter is 400 ``BadRequest``; ``proposedNewTime`` is not modelled (400
+  ``ErrorInvalidRequest``). On the organizer's own item: 400 with Exchange's code
+  ``ErrorCalendarIsOrganizerForAccept`` (``...ForTentative``, ``...ForDecline``; the response
+  codes page); on a cancelled meeting 400 ``ErrorInvalidRequest`` (the sandbox's choice: Graph
+  documents none); on a copy already declined (in Deleted Items) 404 ``ErrorItemNotFound``, since
+  its REST id is gone and the sandbox does not bring it back.
 Every route here takes ``/users/{id | userPrincipalName}`` only (see ``auth``).
 An app reads events any app created: the service itself limits what it looks at.
 """
@@ -36,9 +55,9 @@ import uuid
 from typing import Any
 from urllib.parse import unquote, urlencode
 
-from ..web import HttpError, Response
+from ..web import HttpError, Request, Response
 from .auth import READ, WRITE, GraphCall, mailbox_route
-from .common import bad_request, fail, graph_json, json_object_body, metadata
+from .common import as_bool, bad_request, ci_get, fail, graph_json, json_object_body, metadata
 from .model import ALLOWED_MEETING_PROVIDERS, EventInputError, StoredEvent, read_event_input, render_event
 from .odata import EventQuery, QueryError, parse_query
 
@@ -127,6 +146,20 @@ def get_event(call: GraphCall) -> Response:
     return graph_json(200, answer, call.prefs.applied_header())
 
 
+CHANGE_KEY_CONFLICT = ("The send or update operation could not be performed because the change key passed in the "
+                       "request does not match the current change key for the item.")
+
+
+def _check_if_match(call: GraphCall, ev: StoredEvent) -> None:
+    """``If-Match``: the item's current etag as Graph gave it, or ``*``; else 412 (call under the lock)."""
+    wanted = call.req.header("if-match")
+    if wanted is None:
+        return
+    current = f'W/"{ev.props["changeKey"]}"'
+    if wanted.strip() not in ("*", current):
+        raise fail(call.req, 412, "ErrorIrresolvableConflict", CHANGE_KEY_CONFLICT)
+
+
 @mailbox_route(WRITE)
 def update_event(call: GraphCall) -> Response:
     body = json_object_body(call.req)
@@ -134,6 +167,7 @@ def update_event(call: GraphCall) -> Response:
     try:
         given = read_event_input(body)
         with call.store.lock:
+            _check_if_match(call, ev)
             call.store.update(call.mailbox, ev, given)
             answer = _render(call, ev, context=_entity_context(call))
     except EventInputError as exc:
@@ -144,7 +178,9 @@ def update_event(call: GraphCall) -> Response:
 @mailbox_route(WRITE)
 def delete_event(call: GraphCall) -> Response:
     ev = _event_or_404(call)
-    call.store.delete(call.mailbox, ev)
+    with call.store.lock:
+        _check_if_match(call, ev)
+        call.store.delete(call.mailbox, ev)
     return Response.empty(204)
 
 
@@ -160,6 +196,59 @@ def cancel_event(call: GraphCall) -> Response:
         raise bad_request(call.req, "ErrorInvalidRequest", "Your request can't be completed. You need to be an "
                           "organizer to cancel a meeting.")
     call.store.cancel(call.mailbox, ev)
+    return Response.empty(202)
+
+
+# The answers, by the action's name (lower-cased), and Exchange's code for the organizer trying it.
+RESPONSES = {"accept": ("accepted", "ErrorCalendarIsOrganizerForAccept",
+                        "The user is the organizer of this meeting, and cannot, therefore, accept it."),
+             "tentativelyaccept": ("tentativelyAccepted", "ErrorCalendarIsOrganizerForTentative",
+                                   "The user is the organizer of this meeting, and therefore can't tentatively "
+                                   "accept it."),
+             "decline": ("declined", "ErrorCalendarIsOrganizerForDecline",
+                         "The user is the organizer of this meeting, and cannot, therefore, decline it.")}
+_ACTION_NAMES = {"accept": "accept", "tentativelyaccept": "tentativelyAccept", "decline": "decline"}
+
+
+def check_response_allowed(req: Request, ev: StoredEvent, action: str) -> None:
+    """The organizer cannot answer their own meeting, nor anyone a cancelled one (call under the lock)."""
+    _, code, message = RESPONSES[action]
+    if ev.props.get("isOrganizer"):
+        raise bad_request(req, code, message)
+    if not ev.in_calendar:
+        raise fail(req, 404, "ErrorItemNotFound", NOT_FOUND)
+    if ev.is_cancelled:
+        raise bad_request(req, "ErrorInvalidRequest", "Your request can't be completed. The meeting has been "
+                          "cancelled.")
+
+
+@mailbox_route(WRITE)
+def respond_to_event(call: GraphCall) -> Response:
+    """``accept`` / ``tentativelyAccept`` / ``decline`` on the caller's own copy: 202."""
+    assert call.req.match is not None  # noqa: S101
+    action = call.req.match.group("action").lower()
+    body = json_object_body(call.req, required=False)
+    allowed = {"comment", "sendresponse"} | ({"proposednewtime"} if action != "accept" else set())
+    for key in body:
+        if key.lower() not in allowed:
+            raise bad_request(call.req, "BadRequest", f"The parameter '{key}' in the request payload is not a valid "
+                              f"parameter for the operation '{_ACTION_NAMES[action]}'.")
+    comment = ci_get(body, "comment")
+    if comment is not None and not isinstance(comment, str):
+        raise bad_request(call.req, "BadRequest", "Cannot convert the value of 'Comment' to the expected type "
+                          "'Edm.String'.")
+    send_response = ci_get(body, "sendResponse", True)
+    send = as_bool(send_response) if send_response is not None else True
+    if send is None:
+        raise bad_request(call.req, "BadRequest", "Cannot convert the value of 'SendResponse' to the expected type "
+                          "'Edm.Boolean'.")
+    if ci_get(body, "proposedNewTime") is not None:
+        raise bad_request(call.req, "ErrorInvalidRequest", "The sandbox does not model proposedNewTime; answer "
+                          "without one.")
+    ev = _event_or_404(call)
+    with call.store.lock:
+        check_response_allowed(call.req, ev, action)
+        call.store.respond(call.mailbox, ev, RESPONSES[action][0], send_response=send)
     return Response.empty(202)
 
 

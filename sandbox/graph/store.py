@@ -11,13 +11,29 @@ Cross-mailbox behaviour (Exchange's, as far as documented; the rest is the sandb
   "notResponded"``, ``showAs: "tentative"`` (graph-facts.md §3; Exchange's Calendar Attendant). The
   copy carries neither the organizer's ``transactionId`` nor its extended properties.
 - An organizer's update of time, subject, body, location, online meeting or attendees reaches the
-  copies; a time change resets their response to ``notResponded`` / ``tentative``; a new internal
-  attendee gets a copy, a removed one's copy is cancelled.
+  copies; a new internal attendee gets a copy, a removed one's copy is cancelled. A change of
+  ``start``, ``end``, ``location`` or ``locations`` asks everyone again: each attendee's
+  ``status`` on the organizer's item goes back to ``none`` and each copy's ``responseStatus`` to
+  ``notResponded`` (``showAs: "tentative"``). Exchange calls a time change a "full update" that
+  attendees re-answer and documents nothing for the place: resetting on both is the harsher
+  reading. Other changes keep the answers given (also when ``attendees`` is sent again).
+- Attendees answer on their own copy (``respond``; https://learn.microsoft.com/en-us/graph/api/event-accept,
+  /event-tentativelyaccept, /event-decline): the copy's ``responseStatus`` becomes the answer
+  with its time, ``showAs`` busy (the organizer's) or tentative; with ``sendResponse`` (default
+  true) the organizer's item records the answer and time on that attendee's entry and gets a new
+  change key. A declined copy leaves the attendee's calendar for Deleted Items, as Outlook
+  removes a declined meeting (an event read back after a decline comes back empty:
+  github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/7924): a new REST id, the
+  immutable id still reads it.
 - Delete (organizer) and cancel cancel the copies: ``isCancelled: true``, ``showAs: "free"``; they
   stay in the attendees' calendars. Cancel moves the organizer's item to Deleted Items: it gets a
   new REST id (the old one is then 404) and keeps its immutable id (readable, ``isCancelled:
   true``). Delete removes the item (both ids 404). Items in Deleted Items are neither listed nor
   counted by getSchedule / findMeetingTimes; cancelled items are not counted either.
+- Every operation hands its ``Change`` list to ``listeners`` (``sandbox.graph.subscriptions``):
+  ``created`` for new items (copies included), ``updated`` for each item touched (an organizer's
+  item when an attendee answers, each copy an organizer's change reaches), ``deleted`` for an
+  item removed or moved out of the calendar (delete, cancel, decline), with the REST id it had.
 - ``transactionId`` (https://learn.microsoft.com/en-us/graph/api/resources/event: a client-chosen
   id "to avoid redundant POST operations in case of client retries"; Microsoft documents no
   window, no scope and no answer for a repeat): a repeat by the same app for the same mailbox
@@ -44,6 +60,8 @@ import bisect
 import copy
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +89,24 @@ MAILBOX_CONCURRENCY = 4
 PROPAGATED = ("subject", "body", "start", "end", "originalStartTimeZone", "originalEndTimeZone", "location",
               "locations", "isOnlineMeeting", "onlineMeetingProvider", "onlineMeeting", "sensitivity", "importance",
               "isAllDay", "attendees", "hideAttendees", "allowNewTimeProposals")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One item's change, as a change notification tells it: what happened, in which mailbox,
+    the item's ids then (the REST id it had, for an item that moved or went) and its etag."""
+
+    change_type: str  # created | updated | deleted
+    tenant_id: str
+    mailbox_id: str
+    rest_id: str
+    immutable_id: str
+    etag: str
+
+    @classmethod
+    def of(cls, ev: StoredEvent, change_type: str, *, rest_id: str | None = None) -> Change:
+        return cls(change_type=change_type, tenant_id=ev.tenant_id, mailbox_id=ev.mailbox_id,
+                   rest_id=rest_id or ev.rest_id, immutable_id=ev.immutable_id, etag=f'W/"{ev.props["changeKey"]}"')
 
 
 class ConcurrencyLimiter:
@@ -176,6 +212,8 @@ class CalendarStore:
         self.clock = time.monotonic
         self._by_ical: dict[str, list[StoredEvent]] = {}
         self.derived: dict[Any, Any] = {}  # caches of values computed from the seed; emptied on rebuild
+        # Called, under the lock, with the changes of each operation (the subscriptions listen).
+        self.listeners: list[Callable[[list[Change]], None]] = []
         self.sync()
 
     # -- building ------------------------------------------------------------------------------
@@ -267,6 +305,12 @@ class CalendarStore:
 
     # -- changes -----------------------------------------------------------------------------
 
+    def _emit(self, changes: list[Change]) -> None:
+        """Hand the changes of one operation to the listeners (the subscriptions), under the lock."""
+        if changes:
+            for listener in self.listeners:
+                listener(changes)
+
     def _insert(self, mailbox: Mailbox, given: EventInput, *, app_id: str | None) -> StoredEvent:
         now = _now()
         user = mailbox.user
@@ -321,17 +365,20 @@ class CalendarStore:
             ev = self._insert(mailbox, given, app_id=app_id)
             if transaction_id:
                 self._transactions[(mailbox.id, app_id, transaction_id)] = (ev, now)
+            changes = [Change.of(ev, "created")]
             for attendee in ev.props["attendees"]:
-                self._copy_for(ev, attendee["emailAddress"]["address"])
+                self._copy_for(ev, attendee["emailAddress"]["address"], changes)
+            self._emit(changes)
             return ev, True
 
-    def _copy_for(self, organizer_item: StoredEvent, address: str) -> StoredEvent | None:
+    def _copy_for(self, organizer_item: StoredEvent, address: str, changes: list[Change]) -> StoredEvent | None:
         user = self._smtp.get(organizer_item.tenant_id, {}).get(address.strip().lower())
         if user is None or str(user["id"]) == organizer_item.mailbox_id:
             return None
         target = self.mailboxes[str(user["id"])]
         for existing in self._by_ical.get(organizer_item.props["iCalUId"], []):
-            if existing.mailbox_id == target.id and target.items.get(existing.immutable_id) is existing:
+            if existing.mailbox_id == target.id and target.items.get(existing.immutable_id) is existing \
+                    and existing.in_calendar:
                 return existing
         now = _now()
         props = copy.deepcopy(organizer_item.props)
@@ -343,24 +390,46 @@ class CalendarStore:
                                 start_ts=organizer_item.start_ts, end_ts=organizer_item.end_ts, app_id=None)
         target.add(copy_item)
         self._by_ical.setdefault(props["iCalUId"], []).append(copy_item)
+        changes.append(Change.of(copy_item, "created"))
         return copy_item
 
     def _copies(self, organizer_item: StoredEvent) -> list[StoredEvent]:
+        """The attendees' copies still in their calendars (a declined one went to Deleted Items)."""
         result = []
         for item in self._by_ical.get(organizer_item.props["iCalUId"], []):
-            if item is organizer_item or item.props.get("isOrganizer"):
+            if item is organizer_item or item.props.get("isOrganizer") or not item.in_calendar:
                 continue
             box = self.mailboxes.get(item.mailbox_id)
             if box is not None and box.items.get(item.immutable_id) is item:
                 result.append(item)
         return result
 
-    def _cancel_copy(self, item: StoredEvent) -> None:
+    def organizer_item(self, copy_item: StoredEvent) -> StoredEvent | None:
+        """The organizer's item an attendee's copy belongs to, if it still exists."""
+        for item in self._by_ical.get(copy_item.props["iCalUId"], []):
+            box = self.mailboxes.get(item.mailbox_id)
+            if item.props.get("isOrganizer") and box is not None and box.items.get(item.immutable_id) is item:
+                return item
+        return None
+
+    def _cancel_copy(self, item: StoredEvent, changes: list[Change]) -> None:
         if not item.props.get("isCancelled"):
             item.props["isCancelled"] = True
             item.props["showAs"] = "free"
             item.touch()
             self.mailboxes[item.mailbox_id].changed()
+            changes.append(Change.of(item, "updated"))
+
+    def _move_to_deleted_items(self, mailbox: Mailbox, ev: StoredEvent) -> str:
+        """Move an item out of the calendar; answers the REST id it had (a move changes the REST
+        id, not the immutable one, https://learn.microsoft.com/en-us/graph/outlook-immutable-id)."""
+        old_rest_id = ev.rest_id
+        if ev.in_calendar:
+            mailbox.by_id.pop(ev.rest_id, None)
+            ev.rest_id = new_rest_id(mailbox.id)
+            mailbox.by_id[ev.rest_id] = ev
+            ev.folder = "deleteditems"
+        return old_rest_id
 
     def update(self, mailbox: Mailbox, ev: StoredEvent, given: EventInput) -> None:
         with self.lock:
@@ -379,58 +448,116 @@ class CalendarStore:
                 changes.pop("onlineMeetingProvider", None)
             check_online_provider({**ev.props, **changes})
             time_changed = (start_ts, end_ts) != (ev.start_ts, ev.end_ts)
-            old_attendees = {a["emailAddress"]["address"].lower() for a in ev.props.get("attendees") or []}
+            old_location = (copy.deepcopy(ev.props.get("location")), copy.deepcopy(ev.props.get("locations")))
+            old_statuses = {a["emailAddress"]["address"].lower(): a["status"] for a in ev.props.get("attendees") or []}
             if not ev.props.get("isOrganizer"):
                 # An attendee's own copy: only its own settings change, nothing propagates.
                 changes = {k: v for k, v in changes.items() if k in ("showAs", "categories", "isReminderOn",
                                                                      "reminderMinutesBeforeStart", "sensitivity")}
                 time_changed = False
             ev.props.update(changes)
+            emitted: list[Change] = []
             if ev.props.get("isOrganizer"):
                 self._apply_online(ev.props, mailbox)
                 ev.start_ts, ev.end_ts = start_ts, end_ts
+                moved = time_changed or (ev.props.get("location"), ev.props.get("locations")) != old_location
+                # A time or place change asks every attendee again (the sandbox's harsher reading of
+                # Exchange's "full update"); otherwise the responses already given stay.
+                for attendee in ev.props.get("attendees") or []:
+                    kept = old_statuses.get(attendee["emailAddress"]["address"].lower())
+                    attendee["status"] = ({"response": "none", "time": NO_RESPONSE_TIME} if moved or kept is None
+                                          else dict(kept))
+            else:
+                moved = False
             for pid, value in given.extended or []:
                 ev.ext[pid.lower()] = (pid, value)
             ev.touch()
             mailbox.changed()
+            emitted.append(Change.of(ev, "updated"))
             if not ev.props.get("isOrganizer") or ev.is_cancelled:
+                self._emit(emitted)
                 return
             new_attendees = {a["emailAddress"]["address"].lower() for a in ev.props.get("attendees") or []}
             for item in self._copies(ev):
                 owner = self.mailboxes[item.mailbox_id].user
                 if new_attendees.isdisjoint(smtp_addresses(owner)):
-                    self._cancel_copy(item)
+                    self._cancel_copy(item, emitted)
                     continue
                 for name in PROPAGATED:
-                    if name in ev.props:
+                    if name in ev.props and name != "attendees":
                         item.props[name] = copy.deepcopy(ev.props[name])
+                item.props["attendees"] = copy.deepcopy(ev.props.get("attendees") or [])
                 item.start_ts, item.end_ts = ev.start_ts, ev.end_ts
-                if time_changed:
+                if moved:
                     item.props["responseStatus"] = {"response": "notResponded", "time": NO_RESPONSE_TIME}
                     item.props["showAs"] = "tentative"
                 item.touch()
                 self.mailboxes[item.mailbox_id].changed()
-            for address in new_attendees - old_attendees:
-                self._copy_for(ev, address)
+                emitted.append(Change.of(item, "updated"))
+            for address in sorted(new_attendees - set(old_statuses)):
+                self._copy_for(ev, address, emitted)
+            self._emit(emitted)
 
     def delete(self, mailbox: Mailbox, ev: StoredEvent) -> None:
         with self.lock:
+            changes: list[Change] = []
             if ev.props.get("isOrganizer"):
                 for item in self._copies(ev):
-                    self._cancel_copy(item)
+                    self._cancel_copy(item, changes)
                 self._transactions = {k: v for k, v in self._transactions.items() if v[0] is not ev}
             mailbox.remove(ev)
+            changes.insert(0, Change.of(ev, "deleted"))
+            self._emit(changes)
 
     def cancel(self, mailbox: Mailbox, ev: StoredEvent) -> None:
         """The organizer cancels: copies cancelled, the item moves to Deleted Items."""
         with self.lock:
+            changes: list[Change] = []
             for item in self._copies(ev):
-                self._cancel_copy(item)
-            if ev.in_calendar:
-                mailbox.by_id.pop(ev.rest_id, None)
-                ev.rest_id = new_rest_id(mailbox.id)  # a move changes the REST id, not the immutable one
-                mailbox.by_id[ev.rest_id] = ev
-                ev.folder = "deleteditems"
+                self._cancel_copy(item, changes)
+            was_in_calendar = ev.in_calendar
+            old_rest_id = self._move_to_deleted_items(mailbox, ev)
             ev.props["isCancelled"] = True
             ev.touch()
             mailbox.changed()
+            # Leaving the calendar is a "deleted" for the events a subscription watches.
+            changes.insert(0, Change.of(ev, "deleted" if was_in_calendar else "updated", rest_id=old_rest_id))
+            self._emit(changes)
+
+    def respond(self, mailbox: Mailbox, ev: StoredEvent, response: str, *, send_response: bool = True) -> None:
+        """An attendee answers on their own copy (accepted, tentativelyAccepted, declined).
+
+        The copy's ``responseStatus`` and ``showAs`` follow (busy, tentative); a declined copy
+        leaves the calendar for Deleted Items, as Outlook removes a declined meeting (its REST
+        id changes, its immutable id still reads it). With ``send_response`` (Graph's
+        ``sendResponse``, default true) the organizer's item records the answer and time on the
+        attendee's entry; without it the organizer learns nothing, since no response is sent.
+        """
+        with self.lock:
+            now = _now()
+            changes: list[Change] = []
+            ev.props["responseStatus"] = {"response": response, "time": now}
+            organizer_item = self.organizer_item(ev)
+            if response == "declined":
+                ev.props["showAs"] = "free"
+                old_rest_id = self._move_to_deleted_items(mailbox, ev)
+                ev.touch()
+                changes.append(Change.of(ev, "deleted", rest_id=old_rest_id))
+            else:
+                shown = (organizer_item.props.get("showAs") if organizer_item else None) or "busy"
+                ev.props["showAs"] = "tentative" if response == "tentativelyAccepted" else shown
+                ev.touch()
+                changes.append(Change.of(ev, "updated"))
+            mailbox.changed()
+            if send_response and organizer_item is not None and not organizer_item.is_cancelled:
+                addresses = set(smtp_addresses(mailbox.user))
+                answered = False
+                for attendee in organizer_item.props.get("attendees") or []:
+                    if attendee["emailAddress"]["address"].lower() in addresses:
+                        attendee["status"] = {"response": response, "time": now}
+                        answered = True
+                if answered:
+                    organizer_item.touch()
+                    self.mailboxes[organizer_item.mailbox_id].changed()
+                    changes.append(Change.of(organizer_item, "updated"))
+            self._emit(changes)
