@@ -3,7 +3,8 @@
 - ``GET /_sandbox/health`` -> ``{"status": "ok"}``.
 - ``POST /_sandbox/reset`` with a seed body (see ``sandbox.state`` for what a reset replaces;
   Graph's settings come from the body's ``graph`` object, else go back to their defaults; every
-  sign-in session ends); a bad
+  sign-in session ends; change-notification subscriptions, pending deliveries, notification
+  faults and the notification log are cleared); a bad
   body is a 400 with a Graph-style error listing every problem, and changes nothing. Answers
   ``{"status": "reset", "homeTenantId", "apps", "tenants", "vaultReset", "graph"}``.
 - ``GET /_sandbox/requests[?since=<index>]`` -> ``{"value": [{"index", "method", "path", "query",
@@ -13,13 +14,16 @@
   ``{"clientId": "..."}``, default every app): withdraws the app's consent in the tenant
   (application and delegated grants, users' own consents; the service principal goes with them)
   and revokes the refresh tokens issued there. Then refresh tokens answer ``invalid_grant``
-  AADSTS65001 and client credentials AADSTS700016 (see ``sandbox.identity``). Answers
+  AADSTS65001 and client credentials AADSTS700016 (see ``sandbox.identity``), and the app's
+  change-notification subscriptions in the tenant pause until renewed or reauthorized
+  (``sandbox.graph.subscriptions``). Answers
   ``{"tenantId", "revokedClientIds", "refreshTokensRevoked"}``.
 - ``POST /_sandbox/users/{email}/revoke`` (``{email}``: any name of the user: mail, proxy
   address, UPN or id): revokes one user's refresh tokens and signs the user out of every
   browser's sign-in session (``sandbox.sessions``), as an admin's "revoke sessions" does; the
   refresh tokens then answer ``invalid_grant`` AADSTS50173, and ``prompt=none`` finds no session
-  for the user. Answers ``{"userId", "tenantId", "refreshTokensRevoked", "signInSessionsEnded"}``.
+  for the user. The user's delegated change-notification subscriptions pause until renewed or
+  reauthorized. Answers ``{"userId", "tenantId", "refreshTokensRevoked", "signInSessionsEnded"}``.
 
 - ``POST /_sandbox/keys/rotate``: a new token signing key, published at once in every tenant's
   JWKS (``/{tenant}/discovery/v2.0/keys``) beside the previous ones, signs every token from then
@@ -47,6 +51,7 @@ def reset(req: Request) -> Response:
     try:
         summary = req.sandbox.state.reset(body)
         req.sandbox.faults.clear()
+        req.sandbox.subscriptions.reset()
     except SeedError as exc:
         message = "The seed is not valid: " + "; ".join(exc.problems)
         raise HttpError(graph_error(req, 400, "BadRequest", message)) from None
@@ -85,6 +90,7 @@ def revoke_tenant(req: Request) -> Response:
         tenant_id = tenant["tenantId"]
     count = sum(req.sandbox.grants.revoke_refresh_tokens(tenant_id=tenant_id, client_id=cid)
                 for cid in ([client_id] if client_id else [None]))
+    req.sandbox.subscriptions.pause(tenant_id, app_id=client_id)
     return Response.json(200, {"tenantId": tenant_id, "revokedClientIds": revoked, "refreshTokensRevoked": count})
 
 
@@ -99,6 +105,7 @@ def revoke_user(req: Request) -> Response:
     tenant_id, user_id = found[0]
     count = req.sandbox.grants.revoke_refresh_tokens(tenant_id=tenant_id, user_id=user_id)
     sessions = state.sessions.end_for_user(tenant_id, user_id)
+    req.sandbox.subscriptions.pause(tenant_id, user_id=str(user_id))
     return Response.json(200, {"userId": user_id, "tenantId": tenant_id, "refreshTokensRevoked": count,
                                "signInSessionsEnded": sessions})
 

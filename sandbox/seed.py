@@ -32,8 +32,12 @@ Directory roles (SANDBOX.md "Sign-in sessions, as Microsoft keeps them"):
   ``"SecurityGroup"`` and ``"ApplicationGroup"`` are errors: the sandbox does not model the
   ``groups`` claims they configure.
 
-``graph`` (top level): ``{"transactionIdWindowSeconds": n}``, Graph's settings (see
-``sandbox.state``): n a number of seconds >= 0, default 120.
+``graph`` (top level): Graph's settings (see ``sandbox.state``), each optional, a number:
+``transactionIdWindowSeconds`` (>= 0, default 120), ``subscriptionValidationTimeoutSeconds`` (> 0,
+at most 10, the default: Microsoft's figure), ``notificationTimeoutSeconds`` (> 0, at most 3, the
+default), ``notificationRetries`` (a whole number 0-10, default 4) and
+``notificationRetryBaseSeconds`` (> 0, at most 60, default 1). The two timeouts may only be
+shortened, never made kinder than Microsoft's (``GRAPH_SETTINGS``).
 """
 
 from __future__ import annotations
@@ -53,7 +57,15 @@ TENANT_KEYS = {"tenantId", "domain", "displayName", "consented", "applicationAcc
                "allowUserConsent"}
 USER_KEYS = {"id", "mail", "userPrincipalName", "proxyAddresses", "displayName", "isAdmin", "roles",
              "timeZone", "workingHours", "events"}
-GRAPH_KEYS = {"transactionIdWindowSeconds"}
+# Graph's settings: name -> (default, lowest (None: above 0), highest, whole numbers only).
+GRAPH_SETTINGS: dict[str, tuple[float, float | None, float, bool]] = {
+    "transactionIdWindowSeconds": (120, 0, float("inf"), False),
+    "subscriptionValidationTimeoutSeconds": (10, None, 10, False),
+    "notificationTimeoutSeconds": (3, None, 3, False),
+    "notificationRetries": (4, 0, 10, True),
+    "notificationRetryBaseSeconds": (1, None, 60, False),
+}
+GRAPH_KEYS = set(GRAPH_SETTINGS)
 GROUP_KEYS = {"id", "mail", "displayName", "members"}
 WORKING_HOURS_KEYS = {"daysOfWeek", "startTime", "endTime"}
 MANAGED_IDENTITY_KEYS = {"identityHeader", "principalId", "clientId"}
@@ -154,10 +166,27 @@ def directory_roles(user: dict[str, Any]) -> list[str]:
 
 def check_transaction_id_window(value: Any) -> float | int | None:
     """``transactionIdWindowSeconds`` if valid (a finite number >= 0, not a boolean), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0 \
-            or value == float("inf"):
+    return check_graph_setting("transactionIdWindowSeconds", value)
+
+
+def check_graph_setting(name: str, value: Any) -> float | int | None:
+    """A Graph setting's value if valid for it (a finite number in its range, not a boolean), else None."""
+    _, lowest, highest, whole = GRAPH_SETTINGS[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value == float("inf"):
+        return None
+    if (whole and value != int(value)) or value > highest:
+        return None
+    if (lowest is None and value <= 0) or (lowest is not None and value < lowest):
         return None
     return value
+
+
+def graph_setting_rule(name: str) -> str:
+    """How ``name``'s value must be, in words (for error messages)."""
+    _, lowest, highest, whole = GRAPH_SETTINGS[name]
+    kind = "a whole number" if whole else "a number"
+    low = "> 0" if lowest is None else f">= {lowest:g}"
+    return f"{kind} {low}" + (f" and <= {highest:g}" if highest != float("inf") else "")
 
 
 def parse_event_time(value: str) -> datetime:
@@ -536,10 +565,13 @@ def validate_seed(raw: Any, *, require_home: bool, current_app_ids: set[str] | N
     if "graph" in raw:
         graph = raw["graph"]
         if c.obj(graph, "/graph", GRAPH_KEYS):
-            window = graph.get("transactionIdWindowSeconds", DEFAULT_TRANSACTION_ID_WINDOW_SECONDS)
-            if check_transaction_id_window(window) is None:
-                c.fail("/graph/transactionIdWindowSeconds", "must be a number of seconds >= 0")
-            out["graph"] = {"transactionIdWindowSeconds": window}
+            out["graph"] = {}
+            for name, value in graph.items():
+                if name not in GRAPH_SETTINGS:
+                    continue  # reported by c.obj
+                if check_graph_setting(name, value) is None:
+                    c.fail(f"/graph/{name}", f"must be {graph_setting_rule(name)} (seconds, or a count)")
+                out["graph"][name] = value
     if "tenants" in raw:
         if not isinstance(raw["tenants"], list):
             c.fail("/tenants", "must be a list")

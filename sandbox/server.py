@@ -62,6 +62,8 @@ class Sandbox:
         self.grants = consent.GrantStore()  # authorization codes and refresh tokens (sandbox/grants.py)
         self.faults = FaultPlan()
         self.calendars = graph.CalendarStore(self.state)  # Graph calendars; rebuilt after a reset (graph/store.py)
+        # Change notifications: subscriptions and their deliveries (graph/subscriptions.py); threads start lazily.
+        self.subscriptions = graph.SubscriptionStore(self.state, self.calendars)
         self.router = build_router()
         self.log_stream = log_stream  # where one line per request goes (stderr for the CLI), or None
 

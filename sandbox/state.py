@@ -6,7 +6,8 @@ tenant, the managed identity, vault secrets and the signing key stay, unless the
 ``apps`` (replaced), ``homeTenantId`` (replaced), ``managedIdentity`` (replaced), ``vault`` (the
 vault then holds exactly those secrets) or ``"resetVault": true`` (the vault is emptied first).
 
-Graph's settings (``graph``, SANDBOX.md "Control"): ``transactionIdWindowSeconds`` (default 120).
+Graph's settings (``graph``, SANDBOX.md "Control"): ``transactionIdWindowSeconds`` (default 120) and
+the change notifications' timeouts and retries (``seed.GRAPH_SETTINGS``).
 The seed file's ``graph`` object sets them at start; a reset sets them from its body's ``graph``
 object, and a reset without one restores the defaults (the sandbox's choice: a reset puts a test
 back on known ground, like the tenants it replaces); ``PATCH /_sandbox/graph`` changes them in
@@ -26,7 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .seed import DEFAULT_IDENTITY_HEADER, DEFAULT_TRANSACTION_ID_WINDOW_SECONDS, is_guid, validate_seed
+from .seed import DEFAULT_IDENTITY_HEADER, GRAPH_SETTINGS, is_guid, validate_seed
 from .sessions import SignInSessions
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def service_principal_id(tenant_id: str, client_id: str) -> str:
 
 
 def default_graph_settings() -> dict[str, Any]:
-    return {"transactionIdWindowSeconds": DEFAULT_TRANSACTION_ID_WINDOW_SECONDS}
+    return {name: default for name, (default, *_) in GRAPH_SETTINGS.items()}
 
 
 class RequestLog:

@@ -166,10 +166,15 @@ def policy_allows(req: Request, caller: Caller, user: dict[str, Any]) -> bool:
     """Whether the tenant's application access policy lets this app-only caller reach ``user``."""
     if caller.delegated:
         return True
-    tenant = req.sandbox.state.tenant(caller.tenant_id)
+    return access_policy_allows(req.sandbox.state, caller.tenant_id, caller.app_id, user)
+
+
+def access_policy_allows(state: Any, tenant_id: str, app_id: str, user: dict[str, Any]) -> bool:
+    """Whether the tenant's application access policy lets the app (app-only) reach ``user``."""
+    tenant = state.tenant(tenant_id)
     if tenant is None:
         return True
-    group_id = (tenant.get("applicationAccessPolicy") or {}).get(caller.app_id)
+    group_id = (tenant.get("applicationAccessPolicy") or {}).get(app_id)
     if not group_id:
         return True
     for group in tenant.get("groups") or []:
