@@ -11,7 +11,6 @@ ErrorIrresolvableConflict); the sandbox's choices are in sandbox/graph/store.py 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -300,9 +299,7 @@ def test_a_cancel_cancels_the_copies_and_notifies(graph: Graph, hook: Notificati
     event = create(graph)
     subscribe(graph, hook, BEN)
     ben_copy = copy_of(graph, BEN, event)
-    started = time.monotonic()
     assert graph.post(f"{events(ANN)}/{event['id']}/cancel", json={"comment": "Sorry"}).status_code == 202
-    assert time.monotonic() - started < 1
     assert copy_of(graph, BEN, event)["isCancelled"] is True
     assert changes(hook, BEN, 1) == [("updated", ben_copy["id"])]
 
