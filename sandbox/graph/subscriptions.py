@@ -438,7 +438,7 @@ def create_subscription(req: Request) -> Response:
     client_state = ci_get(body, "clientState")
     if not isinstance(client_state, str) or not 1 <= len(client_state) <= MAX_CLIENT_STATE:
         raise _invalid(req, f"clientState must be a string of 1 to {MAX_CLIENT_STATE} characters.")
-    tls = ci_get(body, "latestSupportedTlsVersion", "v1_2")
+    tls = ci_get(body, "latestSupportedTlsVersion") or "v1_2"
     if tls not in TLS_VERSIONS:
         raise _invalid(req, f"latestSupportedTlsVersion must be one of {', '.join(TLS_VERSIONS)}, not '{tls}'.")
     mailbox_id = str(user["id"])
