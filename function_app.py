@@ -11,6 +11,7 @@ from consent.routes import bp as consent_bp
 from shared import platform_routes
 from shared.logs import configure_logging
 from shared.settings import get_settings
+from sync.routes import bp as sync_bp
 
 configure_logging(get_settings().log_level)
 
@@ -22,5 +23,6 @@ app.register_functions(availability_bp)
 app.register_functions(booking_bp)
 app.register_functions(background_bp)
 app.register_functions(reconciler_bp)
+app.register_functions(sync_bp)
 app.register_functions(platform_routes.bp)
 platform_routes.bind_routes(app)

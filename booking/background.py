@@ -41,6 +41,17 @@ def reconcile_stuck(per_run: int = PER_RUN) -> dict[str, int]:
     return outcomes
 
 
+def keep_subscriptions(per_run: int = PER_RUN) -> dict[str, int]:
+    """Renew subscriptions due, make again those Graph lost, drop those of organizers with no
+    upcoming booking or of tenants not enabled (sync/subscriptions.py)."""
+    from sync.jobs import subscriptions
+
+    outcomes = subscriptions().sweep(limit=per_run)
+    if outcomes:
+        log.info("subscriptions: %s", ", ".join(f"{count} {what}" for what, count in sorted(outcomes.items())))
+    return outcomes
+
+
 # UTC; the schedule is an app setting (default every 2 minutes); one run at a time.
 @bp.function_name("booking_reconciler")
 @bp.timer_trigger(schedule="%BOOKING_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False,
@@ -48,3 +59,4 @@ def reconcile_stuck(per_run: int = PER_RUN) -> dict[str, int]:
 def booking_reconciler(timer: func.TimerRequest) -> None:
     with request_context("reconciler"):
         reconcile_stuck()
+        keep_subscriptions()

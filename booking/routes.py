@@ -22,11 +22,14 @@ def booking_service():
     from booking.service import BookingService
     from shared.clients import graph_client, member_tokens, people, repositories
     from shared.settings import get_settings
+    from sync.jobs import mailbox_changed
 
     settings = get_settings()
-    return BookingService(repositories(), graph_client(), member_tokens(), people=people(),
-                          timeout=settings.http_timeout_seconds,
-                          write_margin=timedelta(seconds=settings.graph_write_margin_seconds))
+    service = BookingService(repositories(), graph_client(), member_tokens(), people=people(),
+                             timeout=settings.http_timeout_seconds,
+                             write_margin=timedelta(seconds=settings.graph_write_margin_seconds))
+    service.after_change = mailbox_changed
+    return service
 
 
 def _tenant(tenant_id: str, caller: Caller):

@@ -35,9 +35,11 @@ Create, in order:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,8 +63,9 @@ from shared.http import rfc3339, utc_stamp
 from shared.leases import HeldLease, LeaseLost, hold
 from shared.members import MemberTokens
 from shared.people import Mailbox, People
-from shared.storage import Booking, IdempotencyRecord, Repositories, Tenant, utcnow
+from shared.storage import Booking, EventIndex, IdempotencyRecord, Repositories, Tenant, utcnow
 from shared.upstream import service_error
+from sync.changes import ChangeLog, Decision
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,9 @@ THROTTLE_ATTEMPTS = 3  # creates refused with 429 (not performed) may be sent ag
 
 def view(booking: Booking, responses: dict[str, str] | None = None, *, start: datetime | None = None,
          end: datetime | None = None, cancelled: bool = False) -> dict[str, Any]:
+    """The booking as the API shows it: the row's state, or live values read from Graph."""
     zone = ZoneInfo(booking.timeZone)
-    responses = responses or {}
+    responses = booking.response_map if responses is None else responses
     return {
         "bookingId": booking.bookingId,
         "tenantId": booking.tenantId,
@@ -88,6 +92,9 @@ def view(booking: Booking, responses: dict[str, str] | None = None, *, start: da
         "webLink": booking.webLink,
         "onlineMeetingUrl": booking.onlineMeetingUrl,
         "createdAt": utc_stamp(booking.createdAt or utcnow()),
+        "updatedAt": utc_stamp(booking.updatedAt or booking.createdAt or utcnow()),
+        "version": booking.version,
+        "etag": f'"{booking.version}"',
     }
 
 
@@ -117,6 +124,10 @@ class BookingService:
         self.events = ev.Events(graph, timeout=timeout, late_margin=write_margin)
         self.window = self.events.write_window  # one write: timeout plus the time it may still land
         self.keys = Keys(repos, window=self.window + SLACK, wait_for_other=wait_for_other)
+        self.changes = ChangeLog(repos)
+        # Called with each booking newly confirmed or cancelled (sync/ keeps its organizer's
+        # mailbox subscribed while it has an upcoming booking).
+        self.after_change: Callable[[Booking], None] = lambda booking: None
 
     # -- access --------------------------------------------------------------------------------
 
@@ -273,21 +284,36 @@ class BookingService:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _confirm(self, row: Booking, event: dict[str, Any], record: IdempotencyRecord) -> Booking:
-        row.status, row.eventId = "confirmed", event["id"]
-        row.webLink = event.get("webLink")
-        row.onlineMeetingUrl = (event.get("onlineMeeting") or {}).get("joinUrl")
-        row.body = row.onlineMeeting = row.checkAvailability = None  # the event holds them now
-        row.updatedAt = utcnow()
-        try:
-            row = self.repos.store.update(row)
-        except ConcurrencyConflict:
+        """The event exists: the row becomes `confirmed` (version 1), its event id is indexed for
+        notifications, and `booking.created` is recorded, all in one transaction."""
+        confirmed: list[Booking] = []
+
+        def decide() -> Decision | None:
             current = self.repos.booking(row.tenantId, row.bookingId)
-            if current is None or current.status not in ("confirmed", "cancelled"):
-                raise
-            row = current
+            if current is None:
+                raise ConcurrencyConflict("the booking row vanished while being confirmed")
+            if current.status in ("confirmed", "cancelled"):
+                confirmed[:] = [current]  # another holder of the key confirmed it
+                return None
+            current.status, current.eventId = "confirmed", event["id"]
+            current.webLink = event.get("webLink")
+            current.onlineMeetingUrl = (event.get("onlineMeeting") or {}).get("joinUrl")
+            current.body = current.onlineMeeting = current.checkAvailability = None  # the event holds them now
+            current.responses = json.dumps({a: "none" for a in current.attendees})
+            current.version, current.updatedAt = 1, utcnow()
+            confirmed[:] = [current]
+            return Decision("booking.created", "api", current.organizationId or "",
+                            {"bookingId": current.bookingId, "booking": view(current)},
+                            [("update", current), ("upsert", EventIndex(tenantId=current.tenantId,
+                                                                        eventId=event["id"],
+                                                                        bookingId=current.bookingId))])
+
+        created = self.changes.record(row.tenantId, decide)
         self.keys.complete(record)
-        log.info("booking confirmed")
-        return row
+        if created is not None:
+            log.info("booking confirmed")
+            self.after_change(confirmed[0])
+        return confirmed[0]
 
     def _forget(self, tenant: Tenant, record: IdempotencyRecord, booking_id: str, *,
                 only_if_unsent: bool = False) -> None:
@@ -391,15 +417,23 @@ class BookingService:
         if booking.eventId:
             self.events.cancel(calendar, booking.eventId)
 
-        def mark(current: Booking) -> Booking | None:
+        cancelled: list[Booking] = []
+
+        def decide() -> Decision | None:
+            current = self.repos.booking(tenant.tenantId, booking.bookingId)
+            if current is None:
+                return None
+            cancelled[:] = [current]
             if current.status == "cancelled":
                 return None
-            current.status, current.updatedAt = "cancelled", utcnow()
-            return current
+            current.status, current.updatedAt, current.version = "cancelled", utcnow(), current.version + 1
+            return Decision("booking.cancelled", "api", current.organizationId or tenant.organizationId,
+                            {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
 
-        updated = self.repos.store.modify(Booking, tenant.tenantId, booking.row_key, mark)
-        log.info("booking cancelled")
-        return view(updated or booking)
+        if self.changes.record(tenant.tenantId, decide) is not None:
+            log.info("booking cancelled")
+            self.after_change(cancelled[0])
+        return view(cancelled[0] if cancelled else booking)
 
 
 class _Unknown(Exception):

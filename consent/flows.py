@@ -473,12 +473,15 @@ class ConsentService:
             if owner is not None and owner.organizationId == organization:
                 if owner.mode != mode:
                     return "mode_changed"
+                was = owner.status
                 owner.status, owner.consentedAt, owner.updatedAt = "enabled", now, now
                 try:
                     self.repos.store.update(owner)
                 except ConcurrencyConflict:
                     backoff()
                     continue
+                if was != "enabled":
+                    self._completed(owner)
                 return "enabled"
             claim = self.repos.claim(tenant_id, organization)
             if claim is None:
@@ -490,12 +493,14 @@ class ConsentService:
                       "defaultTimeZone": claim.defaultTimeZone, "consentedAt": now, "createdAt": claim.createdAt,
                       "updatedAt": now, "ownedAt": now}
             if owner is None:
+                owned = Tenant(tenantId=tenant_id, **fields)
                 try:
-                    self.repos.store.insert(Tenant(tenantId=tenant_id, **fields))
+                    self.repos.store.insert(owned)
                 except AlreadyExists:
                     backoff()
                     continue
                 log.info("tenant owned through a proven admin consent")
+                self._completed(owned)
                 return "enabled"
             if not (claim.createdAt and owner.owned_since and claim.createdAt < owner.owned_since <= visited):
                 return "owned_elsewhere"
@@ -510,8 +515,17 @@ class ConsentService:
             removed += self.members.remove_tenant_members(tenant_id)  # any that connected meanwhile
             log.info("tenant moved to another organization by its admin's proven consent; %d member(s) removed",
                      removed)
+            from sync.jobs import tenant_closed
+
+            tenant_closed(tenant_id)  # the previous owner's subscriptions
+            self._completed(moved)
             return "enabled"
         raise ConcurrencyConflict("the tenant kept changing")
+
+    def _completed(self, tenant: Tenant) -> None:
+        from sync.changes import record_tenant_status
+
+        record_tenant_status(self.repos, tenant, "consent_completed")
 
     # -- a member's own connection (delegated) -------------------------------------------------------
 

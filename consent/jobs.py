@@ -109,7 +109,9 @@ class Timer:
             # Changed since read (in use): the next run sees it again.
             with contextlib.suppress(ConcurrencyConflict):
                 self.repos.store.delete(record)
-        return len(expired)
+        from sync.changes import ChangeLog
+
+        return len(expired) + ChangeLog(self.repos, clock=self.clock).prune(now)
 
 
 class Jobs:
@@ -134,6 +136,11 @@ class Jobs:
                                        datetime.fromisoformat(message["enqueuedAt"]))
         if kind == CHECK_TENANT:
             return self.check_tenant(message["tenantId"])
+        if isinstance(kind, str) and kind.startswith("sync."):
+            from sync import jobs as sync_jobs
+
+            if kind in sync_jobs.KINDS:
+                return sync_jobs.run(message)
         raise ValueError(f"unknown job kind {kind!r}")
 
     # -- a member's refresh token -------------------------------------------------------------
@@ -214,5 +221,11 @@ class Jobs:
             tenant.status, tenant.updatedAt = "consent_revoked", self.clock()
             return tenant
 
-        self.repos.store.modify(Tenant, tenant_id, "tenant", mark)
+        changed = self.repos.store.modify(Tenant, tenant_id, "tenant", mark)
         log.warning("tenant's consent is gone (%s): marked consent_revoked", why)
+        if changed is not None and changed.status == "consent_revoked":
+            from sync.changes import record_tenant_status
+            from sync.jobs import tenant_closed
+
+            record_tenant_status(self.repos, changed, "consent_revoked")
+            tenant_closed(tenant_id)

@@ -150,10 +150,14 @@ class TenantService:
         is disabled too (it has no tokens), and may be connected again."""
         tenant = self.require(tenant_id, organization_id)
 
+        disabled: list[Any] = []
+
         def disable(row: Any) -> Any:
+            disabled.clear()
             if row.status == "disabled" or row.organizationId != organization_id:
                 return None
             row.status, row.updatedAt = "disabled", utcnow()
+            disabled.append(row)
             return row
 
         if not tenant.owned:
@@ -162,6 +166,12 @@ class TenantService:
         self.repos.store.modify(Tenant, tenant_id, "tenant", disable)
         count = self.members.disconnect_tenant(tenant_id)
         log.info("tenant disconnected; %d stored token(s) deleted", count)
+        if disabled:  # this call disabled it: the change is recorded once
+            from sync.changes import record_tenant_status
+            from sync.jobs import tenant_closed
+
+            record_tenant_status(self.repos, disabled[0], "disconnected")
+            tenant_closed(tenant_id)
 
     def _member(self, tenant: Tenant, user_id: str) -> ConnectedUser | None:
         if not tenant.owned:

@@ -132,3 +132,11 @@ class PersonNotFound(ServiceError):
 
 class BookingOutcomeUnknown(ServiceError):
     status, code = 503, "booking_outcome_unknown"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class PreconditionFailed(ServiceError):
+    status, code = 412, "precondition_failed"

@@ -18,12 +18,13 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.errors import InvalidRequest, ServiceError
+from shared.errors import InvalidRequest, PayloadTooLarge, ServiceError
 from shared.logs import request_context
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+MAX_BODY_BYTES = 1024 * 1024  # the contract: a body over 1 MB is 413 payload_too_large
 # A caller's id is echoed only if it is short and plain, so it cannot forge log lines or headers.
 _CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -113,6 +114,8 @@ def as_service_error(raised: Exception) -> ServiceError:
 def json_body(req: func.HttpRequest) -> dict[str, Any]:
     """The request's JSON object, or 400 invalid_request."""
     raw = req.get_body() or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge("The request body is larger than 1 MB.")
     if not raw.strip():
         raise InvalidRequest("A JSON object body is required.")
     try:

@@ -81,15 +81,23 @@ class MemberTokens:
         raise UserNotConnected("The organizer must reconnect the Outlook calendar to 10KC.", target="organizer")
 
     def mark_needs_reconnect(self, user: ConnectedUser) -> None:
+        marked: list[ConnectedUser] = []
+
         def mark(current: ConnectedUser) -> ConnectedUser | None:
+            marked.clear()
             if current.status != "connected" or current.secretName != user.secretName:
                 return None  # reconnected meanwhile: leave the newer connection alone
             current.status = "needs_reconnect"
+            marked.append(current)
             return current
 
         self.repos.store.modify(ConnectedUser, user.tenantId, user.row_key, mark)
         with self._lock:
             self._access.pop((user.tenantId, user.userId), None)
+        if marked:  # this call made the change: the web app hears of it once
+            from sync.changes import record_needs_reconnect
+
+            record_needs_reconnect(self.repos, marked[0])
 
     def connect(self, tenant_id: str, user_id: str, email: str, refresh_token: str,
                 *, upn: str | None = None, now: datetime | None = None) -> ConnectedUser:

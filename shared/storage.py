@@ -303,12 +303,40 @@ class Booking(TenantRecord):
     onlineMeetingUrl: str | None = None
     idempotencyKey: str | None = None
     organizationId: str | None = None  # the tenant's owner when booked: only it reads the booking
+    # Kept in step with Outlook (sync/): the attendees' responses as last recorded (JSON object of
+    # e-mail to response), and the version every recorded change raises.
+    responses: str | None = None
+    version: int = 1
     createdAt: datetime | None = None
     updatedAt: datetime | None = None
 
     @property
     def row_key(self) -> str:
         return encode_key(self.bookingId)
+
+    @property
+    def response_map(self) -> dict[str, str]:
+        import json
+
+        try:
+            value = json.loads(self.responses) if self.responses else {}
+        except ValueError:
+            value = {}
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class EventIndex(TenantRecord):
+    """The booking an event id belongs to (the organizer's event, by its immutable id), so a
+    notification is mapped without reading anything from Graph. In the bookings table."""
+
+    TABLE: ClassVar[str] = "bookings"
+    eventId: str
+    bookingId: str
+
+    @property
+    def row_key(self) -> str:
+        return "!event:" + encode_key(self.eventId)
 
 
 @dataclass
@@ -499,6 +527,47 @@ class TableStore:
                 raise AlreadyExists(f"{table} row exists") from None
             raise
 
+    def transact(self, operations: list[tuple[str, Record]]) -> None:
+        """Apply writes to rows of one table and one partition atomically, all or none:
+        ("insert", r), ("update", r) (only if unchanged since `r` was read: its ETag),
+        ("upsert", r), ("delete", r) (if unchanged). A lost race raises `ConcurrencyConflict`, an
+        existing row for an insert `AlreadyExists`; the records' ETags are brought up to date."""
+        from azure.core import MatchConditions
+        from azure.data.tables import TableTransactionError, UpdateMode
+
+        if not operations:
+            return
+        table = operations[0][1].TABLE
+        batch: list[Any] = []
+        for kind, record in operations:
+            if kind == "insert":
+                batch.append(("create", record.to_entity()))
+            elif kind == "update":
+                if not record.etag:
+                    raise ValueError("update needs the ETag of the row as read")
+                batch.append(("update", record.to_entity(), {"mode": UpdateMode.REPLACE, "etag": record.etag,
+                                                            "match_condition": MatchConditions.IfNotModified}))
+            elif kind == "upsert":
+                batch.append(("upsert", record.to_entity(), {"mode": UpdateMode.REPLACE}))
+            elif kind == "delete":
+                batch.append(("delete", record.to_entity(), {"etag": record.etag,
+                                                            "match_condition": MatchConditions.IfNotModified}
+                              if record.etag else {}))
+            else:
+                raise ValueError(f"unknown operation {kind!r}")
+        try:
+            results = self._client(table).submit_transaction(batch)
+        except TableTransactionError as error:
+            code = getattr(error, "error_code", None)
+            if code == "EntityAlreadyExists":
+                raise AlreadyExists(f"{table} row exists") from None
+            if code in ("UpdateConditionNotSatisfied", "ResourceNotFound", "ConditionNotMet"):
+                raise ConcurrencyConflict(f"{table} row changed since it was read") from None
+            raise
+        for (kind, record), result in zip(operations, results, strict=False):
+            if kind != "delete" and isinstance(result, dict):
+                record.etag = result.get("etag") or record.etag
+
     def modify(self, cls: type[R], partition_key: str, row_key: str,
                change: Callable[[R], R | None], *, attempts: int = 10) -> R | None:
         """Read, apply `change`, write back with the ETag; on a lost race, re-read and retry.
@@ -604,6 +673,19 @@ class Repositories:
     # bookings and idempotency records
     def booking(self, tenant_id: str, booking_id: str) -> Booking | None:
         return self.store.get(Booking, tenant_id, encode_key(booking_id))
+
+    def booking_of_event(self, tenant_id: str, event_id: str) -> Booking | None:
+        index = self.store.get(EventIndex, tenant_id, "!event:" + encode_key(event_id))
+        return self.booking(tenant_id, index.bookingId) if index is not None else None
+
+    def upcoming_bookings(self, tenant_id: str, organizer_address: str, now: datetime,
+                          limit: int = 1) -> list[Booking]:
+        """Confirmed bookings of the organizer's mailbox that have not ended (at most `limit`)."""
+        found = self.store.query(
+            Booking, "PartitionKey eq @tenant and organizerAddress eq @address and status eq 'confirmed' "
+                     "and end gt @now", {"tenant": tenant_id, "address": organizer_address, "now": now},
+            page_size=limit)
+        return list(itertools.islice(found, limit))
 
     def stuck_bookings(self, *, older_than: timedelta, limit: int) -> list[Booking]:
         """Bookings left `creating` or `uncertain` (any tenant) whose last attempt can no longer land,

@@ -64,6 +64,9 @@ def clear_caches() -> None:
     clients.job_queue.cache_clear()
     clients.people.cache_clear()
     clients.caller_tokens.cache_clear()
+    from sync import jobs as sync_jobs
+
+    sync_jobs.cache_clear()
     from consent import routes as consent_routes
 
     consent_routes.tenant_service.cache_clear()
@@ -160,6 +163,10 @@ def app_env(azurite, sandbox, sandbox_env, monkeypatch: pytest.MonkeyPatch):
     sandbox.reset({"apps": seed["apps"], "tenants": seed["tenants"]})  # apps: the callers are back too
     monkeypatch.setenv("SERVICE_STORAGE", azurite.connection_string)
     monkeypatch.setenv("STORAGE_TABLE_PREFIX", "t" + uuid.uuid4().hex[:12])
+    # A queue of this test's own: the in-process host's poller (bound at start to the default
+    # queue) never runs one test's jobs in another test's settings; tests that want the jobs run
+    # take them off this queue (tests/support/jobs.py) or start hosts of their own.
+    monkeypatch.setenv("JOBS_QUEUE_NAME", "q" + uuid.uuid4().hex[:12])
     clear_caches()
     yield seed
     clear_caches()

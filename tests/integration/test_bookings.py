@@ -396,9 +396,10 @@ def test_the_reconciler_timer_is_registered_on_the_app(monkeypatch):
     assert timer.trigger["runOnStartup"] is False and timer.trigger["useMonitor"] is True
     CronSchedule.parse(resolve_setting_expressions(timer.trigger["schedule"]))  # the setting resolves
     runs = []
-    monkeypatch.setattr(background, "reconcile_stuck", lambda: runs.append(1) or {})
+    monkeypatch.setattr(background, "reconcile_stuck", lambda: runs.append("bookings") or {})
+    monkeypatch.setattr(background, "keep_subscriptions", lambda: runs.append("subscriptions") or {})
     timer.user_function(timer=None)
-    assert runs == [1]
+    assert runs == ["bookings", "subscriptions"]
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,8 @@ def person(uid: int, mail: str, admin: bool = False) -> dict:
 RACE = "d2d2d2d2-0000-4000-8000-0000000000c2"  # nobody owns it: two organizations race to
 SEED = {"tenants": [{"tenantId": TENANT, "domain": "twohosts.example",
                      "users": [person(1, ADA, admin=True), person(2, GRACE), person(3, ALAN)]},
-                    {"tenantId": RACE, "domain": "race.example", "users": [person(4, "root@race.example", admin=True)]}]}
+                    {"tenantId": RACE, "domain": "race.example",
+                     "users": [person(4, "root@race.example", admin=True)]}]}
 
 
 @pytest.fixture

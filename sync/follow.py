@@ -1,0 +1,90 @@
+"""Keeping bookings in step with Outlook: what a notification (or a re-read) makes of a booking.
+
+Notifications are hints. The event id is mapped to a booking through the index the confirmation
+wrote; an id the service does not know is dropped without any Graph call, so the service never
+reads meetings it did not book. A known one is re-read from Graph, and at most one change is
+recorded, the first that applies of: deleted (Graph answers 404), cancelled (`isCancelled`),
+moved (start or end; it carries the reset responses too), an attendee's response. The booking
+row's new state and the change are written in one transaction (sync/changes.py), so duplicates,
+retries of the queue and two hosts reading the same event record it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from booking import events as ev
+from shared.errors import ServiceError
+from shared.storage import Booking, Repositories, Tenant, utcnow
+from sync.changes import ChangeLog, Decision
+
+log = logging.getLogger(__name__)
+
+
+class Follower:
+    def __init__(self, repos: Repositories, events: ev.Events, members: Any, changes: ChangeLog) -> None:
+        self.repos = repos
+        self.events = events
+        self.members = members
+        self.changes = changes
+
+    def notified(self, tenant_id: str, event_id: str) -> str:
+        booking = self.repos.booking_of_event(tenant_id, event_id)
+        if booking is None:
+            return "not ours: dropped"
+        tenant = self.repos.tenant(tenant_id)
+        if tenant is None or tenant.status != "enabled":
+            return "tenant not enabled"
+        return self.refresh(tenant, booking)
+
+    def refresh(self, tenant: Tenant, booking: Booking) -> str:
+        """Re-read the booking's event and record what changed (at most one change)."""
+        if booking.status != "confirmed" or not booking.eventId:
+            return "nothing to follow"
+        try:
+            token = self.members.access_token(tenant.tenantId, booking.organizer) if tenant.mode == "delegated" \
+                else None
+        except ServiceError as error:  # the organizer must reconnect: nothing can be read for now
+            return f"skipped: {error.code}"
+        event = self.events.read(ev.Calendar(tenant.tenantId, booking.organizer, token), booking.eventId)
+        change = self.changes.record(tenant.tenantId, lambda: self._decide(tenant, booking.bookingId, event))
+        return change["cause"] if change else "no change"
+
+    def _decide(self, tenant: Tenant, booking_id: str, event: dict[str, Any] | None) -> Decision | None:
+        from booking.service import view
+
+        current = self.repos.booking(tenant.tenantId, booking_id)
+        if current is None or current.status != "confirmed":
+            return None
+        if event is None:
+            kind, cause = "booking.cancelled", "deleted_in_outlook"
+            current.status = "cancelled"
+        elif event.get("isCancelled"):
+            kind, cause = "booking.cancelled", "cancelled_in_outlook"
+            current.status = "cancelled"
+        else:
+            start, end = ev.live_times(event)
+            responses = invited_responses(current, event)
+            if (start and start != current.start) or (end and end != current.end):
+                kind, cause = "booking.updated", "moved_in_outlook"
+                current.start, current.end = start or current.start, end or current.end
+                current.responses = json.dumps(responses)
+            elif responses != {a: current.response_map.get(a, "none") for a in current.attendees}:
+                kind, cause = "booking.updated", "attendee_responded"
+                current.responses = json.dumps(responses)
+            else:
+                return None
+        current.version, current.updatedAt = current.version + 1, utcnow()
+        return Decision(kind, cause, current.organizationId or tenant.organizationId,
+                        {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
+
+
+def invited_responses(booking: Booking, event: dict[str, Any]) -> dict[str, str]:
+    """The invited attendees' responses as the event shows them ("none" for one it lists not)."""
+    found: dict[str, str] = {}
+    for attendee in event.get("attendees") or ():
+        address = str((attendee.get("emailAddress") or {}).get("address", "")).lower()
+        found[address] = str((attendee.get("status") or {}).get("response") or "none")
+    return {a: found.get(a, "none") for a in booking.attendees}
