@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -279,15 +280,22 @@ def _graph_instant(value: datetime) -> str:
 
 
 def _parse_instant(value: Any) -> datetime | None:
+    """Graph's `2026-12-08T10:00:00.0000000Z` (seven fractional digits, which fromisoformat does
+    not take) as an aware datetime."""
     if not isinstance(value, str):
         return None
+    found = _INSTANT.fullmatch(value.strip())
+    if found is None:
+        return None
     try:
-        text = value.replace("Z", "+00:00")
-        if "." in text:
-            head, tail = text.split(".", 1)
-            digits = "".join(c for c in tail if c.isdigit())[:6]
-            zone = tail[len("".join(c for c in tail if c.isdigit())):]
-            text = f"{head}.{digits}{zone}"
-        return datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(f"{found['base']}.{(found['fraction'] or '0')[:6]}")
     except ValueError:
         return None
+    zone = found["zone"]
+    if zone in ("Z", "z", None):
+        return parsed.replace(tzinfo=UTC)
+    return datetime.fromisoformat(f"{found['base']}{zone}").astimezone(UTC).replace(microsecond=parsed.microsecond)
+
+
+_INSTANT = re.compile(r"(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d+))?"
+                      r"(?P<zone>Z|z|[+-]\d{2}:\d{2})?")

@@ -67,7 +67,11 @@ class HostProcess:
 
 
 def start_host(env: dict[str, str], log_dir: Path, *, name: str, timeout: float = 60) -> HostProcess:
+    """A host process; `PUBLIC_BASE_URL: "self"` in `env` becomes the host's own address (so the
+    URLs it hands out, such as Graph's notification URL, reach it)."""
     port = free_port()
+    if env.get("PUBLIC_BASE_URL") == "self":
+        env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     log = log_dir / f"{name}.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
