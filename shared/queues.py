@@ -15,6 +15,8 @@ from typing import Any
 from shared.settings import StorageConnection
 
 MAX_DELAY_SECONDS = 7 * 24 * 3600  # Azure's longest visibility timeout
+# azure-core's per-operation options: no retries, a second to connect, a second to answer.
+FAST = {"retry_total": 0, "connection_timeout": 1, "read_timeout": 1}
 
 
 class JobQueue:
@@ -26,13 +28,16 @@ class JobQueue:
 
     @property
     def client(self) -> Any:
+        return self._get()
+
+    def _get(self, fast: bool = False) -> Any:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._build()
+                    self._client = self._build(fast)
         return self._client
 
-    def _build(self) -> Any:
+    def _build(self, fast: bool = False) -> Any:
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
@@ -48,12 +53,15 @@ class JobQueue:
             client = QueueClient(self._connection.queue_service_uri, self.name, credential=azure_credential(),
                                  **kwargs)
         with contextlib.suppress(ResourceExistsError):
-            client.create_queue()
+            client.create_queue(**(FAST if fast else {}))
         return client
 
-    def send(self, message: dict[str, Any], *, delay: int = 0) -> None:
+    def send(self, message: dict[str, Any], *, delay: int = 0, fast: bool = False) -> None:
+        """Queue one message. `fast`: one try with short timeouts, for a caller that must answer
+        in time (the Graph notification route) rather than wait out the SDK's retries."""
         body = json.dumps(message, separators=(",", ":")).encode("utf-8")
-        self.client.send_message(body, visibility_timeout=min(max(0, delay), MAX_DELAY_SECONDS) or None)
+        self._get(fast).send_message(body, visibility_timeout=min(max(0, delay), MAX_DELAY_SECONDS) or None,
+                                     **(FAST if fast else {}))
 
     def peek_count(self) -> int:
         return int(self.client.get_queue_properties().approximate_message_count)

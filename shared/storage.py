@@ -435,11 +435,12 @@ class TableStore:
 
     # Generic operations on records.
 
-    def get(self, cls: type[R], partition_key: str, row_key: str) -> R | None:
+    def get(self, cls: type[R], partition_key: str, row_key: str, **options: Any) -> R | None:
+        """The row, or None. `options` are azure-core's per-operation ones (retry_total, timeouts)."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            entity = self._client(cls.TABLE).get_entity(partition_key, row_key)
+            entity = self._client(cls.TABLE).get_entity(partition_key, row_key, **options)
         except ResourceNotFoundError:
             return None
         return cls.from_entity(entity)

@@ -38,12 +38,16 @@ def accept(body: bytes, subscriptions: Any, queue: Any) -> dict[str, int]:
         raise ValueError("no value list")
     counts = {"queued": 0, "dropped": 0}
     for item in items:
-        message = _message(item, subscriptions)
+        try:
+            message = _message(item, subscriptions)
+        except Exception as error:  # storage unreachable: Graph must deliver again
+            log.warning("could not check a notification (%s): answering 503", type(error).__name__)
+            raise QueueUnavailable from None
         if message is None:
             counts["dropped"] += 1
             continue
         try:
-            queue.send(message)
+            queue.send(message, fast=True)
         except Exception as error:
             log.warning("could not queue a notification (%s): answering 503", type(error).__name__)
             raise QueueUnavailable from None

@@ -58,6 +58,10 @@ def tenant_changes(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     cursor = req.params.get("after") or None
     repos = repositories()
     tenant = repos.require_tenant(tenant_id, organization_id=caller.organization_id)
-    if not tenant.owned:
+    if not tenant.owned:  # a claim has no changes yet
+        from sync.changes import decode_cursor
+
+        if cursor:
+            decode_cursor(cursor, tenant_id)
         return json_response({"changes": [], "next": None})
     return json_response(ChangeLog(repos).page(tenant_id, caller.organization_id, cursor, limit))

@@ -95,7 +95,9 @@ class Subscriptions:
         tenant_id, key, _ = client_state.split(".")
         if len(tenant_id) != 36 or len(key) != 16:
             return None
-        row = self.row(tenant_id, key)
+        from shared.queues import FAST
+
+        row = self.repos.store.get(Subscription, tenant_id, "sub:" + key, **FAST)  # answer in time, or fail
         if row is None or not hmac.compare_digest(row.clientStateHash, state_hash(client_state)):
             return None
         if row.subscriptionId is not None and row.subscriptionId != subscription_id:

@@ -28,8 +28,12 @@ def person(uid: int, mail: str, admin: bool = False) -> dict:
             "timeZone": "America/New_York", "isAdmin": admin, "events": []}
 
 
+DELEGATED = "e5e5e5e5-0000-4000-8000-0000000000d2"
+EVA, MAX = "eva@members.example", "max@members.example"
 SEED = {"tenants": [{"tenantId": TENANT, "domain": "insync.example",
-                     "users": [person(1, ADA, admin=True), person(2, GRACE), person(3, ALAN)]}]}
+                     "users": [person(1, ADA, admin=True), person(2, GRACE), person(3, ALAN)]},
+                    {"tenantId": DELEGATED, "domain": "members.example",
+                     "users": [person(4, EVA, admin=True), person(5, MAX)]}]}
 
 
 def control(sandbox, method: str, path: str, **kwargs):
@@ -399,3 +403,27 @@ def test_the_subscription_goes_with_the_last_upcoming_booking_and_with_the_tenan
     assert api.delete(f"/tenants/{TENANT}").status_code == 204
     eventually(lambda: subscriptions(sandbox) == [])
     assert ("tenant.status_changed", "disconnected") in [(c["type"], c["cause"]) for c in feed.read()]
+
+
+def test_a_delegated_organizers_mailbox_is_followed_with_the_members_token(host, sandbox):
+    from tests.support.consent_pages import connect_member
+
+    api = host.api()
+    admin_consent(api, sandbox, DELEGATED, EVA, mode="delegated")
+    connect_member(api, sandbox, DELEGATED, EVA)
+    body = {"organizer": EVA, "attendees": [MAX], "start": at(2, "10:00:00-05:00"), "end": at(2, "10:30:00-05:00"),
+            "timeZone": "America/New_York", "subject": "Delegated sync"}
+    booking = api.post(f"/tenants/{DELEGATED}/bookings", json=body, headers={"Idempotency-Key": "dlg"}).json()
+    subscription = eventually(lambda: [s for s in subscriptions(sandbox) if s["tenantId"] == DELEGATED])[0]
+    assert subscription["resource"].lower() == "me/events"
+    assert subscription["delegatedUserId"] == person(4, EVA)["id"]
+    copy = copy_of(sandbox, MAX, "Delegated sync")
+    control(sandbox, "POST", f"/users/{MAX}/events/{copy['id']}/respond", json={"response": "declined"})
+
+    def declined():
+        changes = api.get(f"/tenants/{DELEGATED}/changes").json()["changes"]
+        return [c for c in changes if c["type"] == "booking.updated"]
+
+    change = eventually(declined)[0]
+    assert change["cause"] == "attendee_responded" and change["bookingId"] == booking["bookingId"]
+    assert change["booking"]["attendees"] == [{"email": MAX, "response": "declined"}]

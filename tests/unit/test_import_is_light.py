@@ -24,3 +24,19 @@ def test_a_bad_setting_stops_the_app_at_import_naming_it():
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, env=env, check=False)
     assert out.returncode != 0
     assert "KEY_VAULT_URL must use https" in out.stderr
+
+
+def test_the_notification_validation_answer_loads_no_sdk():
+    """Graph gives the validation request 10 s, also on a cold start: answering it imports nothing
+    heavy (no storage, no identity, no HTTP client)."""
+    probe = (
+        "import sys, azure.functions as func, function_app\n"
+        "from sync.routes import graph_notifications\n"
+        "req = func.HttpRequest('POST', 'http://127.0.0.1/api/graph/notifications', "
+        "params={'validationToken': 'Validation: a b'}, body=b'')\n"
+        "answer = graph_notifications(req)\n"
+        "assert answer.status_code == 200 and answer.get_body() == b'Validation: a b', answer.get_body()\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
