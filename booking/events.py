@@ -169,5 +169,41 @@ class Events:
                 raise service_error(error) from None
 
 
+@dataclass(frozen=True)
+class MoveOutcome:
+    """`event` when Graph moved it; `conflict` when the event changed since its etag was read
+    (Graph's 412); `gone` when it no longer exists; `unknown_until` when the update may still land
+    until then."""
+
+    event: dict[str, Any] | None = None
+    conflict: bool = False
+    gone: bool = False
+    unknown_until: datetime | None = None
+
+
+def move(events: Events, calendar: Calendar, event_id: str, *, start: datetime, end: datetime, time_zone: str,
+         etag: str | None, sent_at: datetime) -> MoveOutcome:
+    """One update of the organizer's event to new times, sent with the event's `@odata.etag` as
+    `If-Match` (Graph answers 412 when the event changed meanwhile). Times are written as a create
+    writes them (`graph_time_of`: UTC where the zone's local time is ambiguous or missing)."""
+    body = {"start": graph_time_of(start, time_zone), "end": graph_time_of(end, time_zone)}
+    try:
+        moved = events.graph.request("PATCH", calendar.event(event_id), tenant_id=calendar.tenant_id,
+                                     mailbox=calendar.mailbox, json=body, token=calendar.token, retry=False,
+                                     prefer=[IMMUTABLE_IDS, IN_UTC], headers={"If-Match": etag} if etag else None)
+        return MoveOutcome(event=moved.body or {})
+    except GraphError as error:
+        if error.status == 412:
+            return MoveOutcome(conflict=True)
+        if error.status == 404:
+            return MoveOutcome(gone=True)
+        if error.status == 0 or error.status >= 500:
+            log.warning("event update outcome unknown (%s %s)", error.status, error.code)
+            return MoveOutcome(unknown_until=sent_at + events.write_window)
+        if error.status == 429:
+            raise service_error(error) from None  # throttled before acting: nothing happened
+        raise service_error(error) from None
+
+
 def live_times(event: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
     return graph_time(event.get("start")), graph_time(event.get("end"))

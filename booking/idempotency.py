@@ -47,12 +47,14 @@ class Keys:
         self.hold = window
         self.wait_for_other = wait_for_other
 
-    def claim(self, tenant_id: str, key: str, fingerprint: str, *, busy_reason=None) -> Claim:
+    def claim(self, tenant_id: str, key: str, fingerprint: str, *, busy_reason=None,
+              booking_id: str | None = None) -> Claim:
         """Insert the key's record, or find what became of it. `busy_reason(record)` may raise a
-        better answer than 409 in progress after the wait (e.g. an unknown outcome)."""
+        better answer than 409 in progress after the wait (e.g. an unknown outcome). `booking_id`:
+        the booking a change is for (a reschedule); else a new booking's id."""
         now = utcnow()
         record = IdempotencyRecord(tenantId=tenant_id, key=key, requestHash=fingerprint,
-                                   bookingId="bk_" + uuid.uuid4().hex, expiresAt=now + KEEP_KEYS,
+                                   bookingId=booking_id or "bk_" + uuid.uuid4().hex, expiresAt=now + KEEP_KEYS,
                                    lockedUntil=now + self.hold, createdAt=now)
         try:
             return Claim(record=self.repos.store.insert(record), fresh=True)

@@ -69,3 +69,33 @@ def parse(body: dict[str, Any], *, default_time_zone: str, now: datetime) -> Boo
         online_meeting=v.boolean(body, "onlineMeeting", False),
         check_availability=v.boolean(body, "checkAvailability", True),
     )
+
+
+MOVE_FIELDS = {"start", "end", "timeZone", "checkAvailability"}
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    """A reschedule: the new times, the zone the event is written in, and the re-check."""
+
+    start: datetime
+    end: datetime
+    time_zone: str
+    check_availability: bool
+
+    def fingerprint(self, booking_id: str) -> str:
+        normal = {"move": booking_id, "start": self.start.astimezone(UTC).isoformat(),
+                  "end": self.end.astimezone(UTC).isoformat(), "timeZone": self.time_zone,
+                  "checkAvailability": self.check_availability}
+        return hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()
+
+
+def parse_move(body: dict[str, Any], *, default_time_zone: str, now: datetime) -> MoveRequest:
+    """`{"start", "end", "timeZone"?, "checkAvailability"?}`; any other field is 400."""
+    v.only_fields(body, MOVE_FIELDS)
+    start, end = window(body, now=now)
+    if end - start > MAX_LENGTH:
+        raise InvalidRequest("A booking may last at most 24 hours.", target="end")
+    return MoveRequest(start=start.astimezone(UTC), end=end.astimezone(UTC),
+                       time_zone=v.time_zone(body.get("timeZone") or default_time_zone, "timeZone"),
+                       check_availability=v.boolean(body, "checkAvailability", True))

@@ -8,11 +8,12 @@ from functools import lru_cache
 import azure.functions as func
 
 from shared.callers import Caller, tenant_route
-from shared.errors import BookingNotFound
+from shared.errors import BookingNotFound, InvalidRequest
 from shared.http import json_body, json_response, tenant_id_of
 
 bp = func.Blueprint()
 _BOOKING_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
+_ETAG = re.compile(r'^"[0-9]{1,9}"$')
 
 
 @lru_cache(maxsize=1)
@@ -53,7 +54,7 @@ def bookings(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
 
 
 @bp.function_name("booking")
-@bp.route(route="tenants/{tenantId}/bookings/{bookingId}", methods=["GET", "DELETE"],
+@bp.route(route="tenants/{tenantId}/bookings/{bookingId}", methods=["GET", "DELETE", "PATCH"],
           auth_level=func.AuthLevel.ANONYMOUS)
 @tenant_route
 def booking(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
@@ -65,4 +66,13 @@ def booking(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant = _tenant(tenant_id, caller)
     if req.method == "DELETE":
         return json_response(booking_service().cancel(tenant, booking_id))
+    if req.method == "PATCH":
+        from booking.request import idempotency_key
+
+        key = idempotency_key(req.headers.get("Idempotency-Key"))
+        if_match = req.headers.get("If-Match")
+        if if_match is not None and not _ETAG.match(if_match):
+            raise InvalidRequest('If-Match must be a booking\'s etag, such as "3".', target="If-Match")
+        body = json_body(req)
+        return json_response(booking_service().reschedule(tenant, booking_id, key, body, if_match))
     return json_response(booking_service().read(tenant, booking_id))

@@ -51,12 +51,15 @@ from booking import events as ev
 from booking.idempotency import KeyLost, Keys
 from booking.request import BookingRequest, parse
 from shared.errors import (
+    BookingCancelled,
     BookingNotFound,
     BookingOutcomeUnknown,
     ConcurrencyConflict,
     IdempotencyInProgress,
+    PreconditionFailed,
     ServiceError,
     SlotUnavailable,
+    UpstreamError,
     UpstreamThrottled,
 )
 from shared.http import rfc3339, utc_stamp
@@ -333,17 +336,142 @@ class BookingService:
             log.exception("could not clean up after a failed booking; the key frees when its hold lapses")
 
     def _recheck(self, context: Context, request: BookingRequest) -> None:
+        self._recheck_window(context, request.attendees, request.start, request.end)
+
+    def _recheck_window(self, context: Context, attendees: Any, start: datetime, end: datetime,
+                        ignore: tuple[datetime, datetime] | None = None) -> None:
+        """409 `slot_unavailable` if a participant is busy in [start, end); busy time exactly at
+        `ignore` (the booking's own current time, in every participant's calendar) does not count."""
         token = context.calendar.token
-        addresses = [context.organizer.address, *request.attendees]
+        addresses = [context.organizer.address, *attendees]
         schedules = self.schedules.read(context.tenant.tenantId, context.organizer, list(dict.fromkeys(addresses)),
-                                        request.start, request.end, token=token)
+                                        start, end, token=token)
         for address, schedule in schedules.items():
             if schedule.reason is not None:
                 continue  # Graph could not say; the invitation still goes out
             for busy in schedule.busy:
-                if counts_as_busy(busy.status, True) and busy.start < request.end and busy.end > request.start:
+                if ignore is not None and (busy.start, busy.end) == ignore:
+                    continue
+                if counts_as_busy(busy.status, True) and busy.start < end and busy.end > start:
                     raise SlotUnavailable("Someone is no longer free at that time.",
                                           target="organizer" if address == context.organizer.address else "attendees")
+
+    # -- reschedule ----------------------------------------------------------------------------
+
+    def reschedule(self, tenant: Tenant, booking_id: str, key: str, body: dict[str, Any],
+                   if_match: str | None) -> dict[str, Any]:
+        """Move the booking's event to new times, exactly once per key: the row moves only when
+        Graph has moved the event, and a `booking.updated` / `rescheduled` change is recorded with
+        it. Serialised with the organizer's other bookings (its lease)."""
+        from booking.request import parse_move
+
+        booking = self._booking(tenant, booking_id)
+        move = parse_move(body, default_time_zone=booking.timeZone, now=utcnow())
+        tenant.require_enabled()
+        key = scoped_key(tenant.organizationId, key)
+        claim = self.keys.claim(tenant.tenantId, key, move.fingerprint(booking_id), booking_id=booking_id)
+        if claim.done is not None:
+            current = self.repos.booking(tenant.tenantId, claim.done)
+            return view(current or booking)
+        record = claim.record
+        assert record is not None  # noqa: S101
+        try:
+            context = self._context(tenant, booking.organizer)
+            with hold(self.repos, tenant.tenantId, f"organizer:{context.organizer.address}",
+                      ttl=self.window + SLACK) as lease:
+                return view(self._move(context, record, booking_id, move, if_match, lease))
+        except _Unknown as unknown:
+            self.keys.let_go(record)
+            raise unknown.error from None
+        except (KeyLost, LeaseLost):
+            raise IdempotencyInProgress("Another request took this Idempotency-Key over; retry.",
+                                        retry_after=2, target="Idempotency-Key") from None
+        except Exception:
+            row = self.repos.booking(tenant.tenantId, booking_id)
+            if row is not None and row.moveKey == record.key and row.moveDeadline is not None:
+                self.keys.let_go(record)  # a move was sent: the key stays reserved for a retry
+            else:
+                self.keys.forget(record)
+            raise
+
+    def _move(self, context: Context, record: IdempotencyRecord, booking_id: str, move: Any,
+              if_match: str | None, lease: HeldLease) -> Booking:
+        tenant = context.tenant
+        for _ in range(4):  # Graph's 412 (the event changed in Outlook) without the caller's If-Match
+            row = self.repos.booking(tenant.tenantId, booking_id)
+            if row is None or row.status in ("creating", "uncertain"):
+                raise BookingNotFound("No booking with this id exists in this tenant.", target="bookingId")
+            if row.status == "cancelled":
+                raise BookingCancelled("This booking was cancelled; book a new meeting instead.", target="bookingId")
+            now = utcnow()
+            pending = row.moveDeadline is not None and row.moveDeadline > now
+            if pending and row.moveKey != record.key:
+                lease.fence(row.moveDeadline)
+                raise _Unknown(_unknown(row.moveDeadline))  # another change may still land
+            if if_match is not None and row.moveKey != record.key and if_match != f'"{row.version}"':
+                raise PreconditionFailed("The booking changed since it was read (its etag).", target="If-Match")
+            event = self.events.read(context.calendar, row.eventId or "")
+            if event is None:
+                raise BookingCancelled("The meeting was deleted in Outlook.", target="bookingId")
+            start, end = ev.live_times(event)
+            if (start, end) == (move.start, move.end):
+                return self._moved(context, record, row, move)  # already there (a retry, or a move that landed)
+            if pending:  # our own earlier attempt may still land
+                lease.fence(row.moveDeadline)
+                raise _Unknown(_unknown(row.moveDeadline))
+            if move.check_availability:
+                self._recheck_window(context, row.attendees, move.start, move.end, ignore=(row.start, row.end))
+            sent_at = utcnow()
+            self.keys.extend(record, sent_at + self.window)
+            row.moveKey, row.moveDeadline = record.key, sent_at + self.window
+            row = self.repos.store.update(row)  # the fence, written before the update is sent
+            outcome = ev.move(self.events, context.calendar, row.eventId or "", start=move.start, end=move.end,
+                              time_zone=move.time_zone, etag=event.get("@odata.etag"), sent_at=sent_at)
+            if outcome.event is not None:
+                return self._moved(context, record, row, move)
+            if outcome.unknown_until is not None:
+                lease.fence(outcome.unknown_until)
+                raise _Unknown(_unknown(outcome.unknown_until))
+            self._clear_move(row)
+            if outcome.gone:
+                raise BookingCancelled("The meeting was deleted in Outlook.", target="bookingId")
+            if if_match is not None:  # the caller asked for the version it read: it has changed
+                raise PreconditionFailed("The meeting changed in Outlook since the booking was read.",
+                                         target="If-Match")
+        raise UpstreamError("The meeting kept changing in Outlook while it was being moved; retry.")
+
+    def _clear_move(self, row: Booking) -> None:
+        def clear(current: Booking) -> Booking | None:
+            if current.moveKey is None:
+                return None
+            current.moveKey = current.moveDeadline = None
+            return current
+
+        self.repos.store.modify(Booking, row.tenantId, row.row_key, clear)
+
+    def _moved(self, context: Context, record: IdempotencyRecord, row: Booking, move: Any) -> Booking:
+        """Graph has the event at the new times: the row follows, with the change, once."""
+        moved: list[Booking] = []
+
+        def decide() -> Decision | None:
+            current = self.repos.booking(row.tenantId, row.bookingId)
+            if current is None:
+                return None
+            moved[:] = [current]
+            if (current.start, current.end, current.timeZone) == (move.start, move.end, move.time_zone) \
+                    and current.moveKey is None:
+                return None
+            current.start, current.end, current.timeZone = move.start, move.end, move.time_zone
+            current.responses = json.dumps({a: "none" for a in current.attendees})  # Exchange asks again
+            current.moveKey = current.moveDeadline = None
+            current.version, current.updatedAt = current.version + 1, utcnow()
+            return Decision("booking.updated", "rescheduled", current.organizationId or context.tenant.organizationId,
+                            {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
+
+        self.changes.record(row.tenantId, decide)
+        self.keys.complete(record)
+        log.info("booking rescheduled")
+        return moved[0]
 
     # -- the reconciler ------------------------------------------------------------------------
 

@@ -140,3 +140,7 @@ class PayloadTooLarge(ServiceError):
 
 class PreconditionFailed(ServiceError):
     status, code = 412, "precondition_failed"
+
+
+class BookingCancelled(ServiceError):
+    status, code = 409, "booking_cancelled"

@@ -106,7 +106,7 @@ class GraphClient:
 
     def request(self, method: str, path: str, *, tenant_id: str, mailbox: str, json: Any = None,
                 params: dict[str, str] | None = None, token: str | None = None, retry: bool = False,
-                prefer: list[str] | None = None) -> GraphResponse:
+                prefer: list[str] | None = None, headers: dict[str, str] | None = None) -> GraphResponse:
         """One Graph call on `mailbox`'s behalf (the path's mailbox, for the concurrency gate).
         `token` is a delegated access token; without it an app-only token for the tenant is used."""
         import requests
@@ -118,14 +118,14 @@ class GraphClient:
             attempt += 1
             bearer = token or self._tokens.app_token(tenant_id)["access_token"]
             client_request_id = str(uuid.uuid4())
-            headers = {"Authorization": f"Bearer {bearer}", "client-request-id": client_request_id,
-                       "Accept": "application/json"}
+            sent = {"Authorization": f"Bearer {bearer}", "client-request-id": client_request_id,
+                    "Accept": "application/json", **(headers or {})}
             if prefer:
-                headers["Prefer"] = ", ".join(prefer)
+                sent["Prefer"] = ", ".join(prefer)
             started = time.monotonic()
             try:
                 with self._gate(mailbox):
-                    response = self.session.request(method, url, json=json, params=params, headers=headers,
+                    response = self.session.request(method, url, json=json, params=params, headers=sent,
                                                     timeout=self._settings.http_timeout_seconds)
             except requests.RequestException as error:
                 log.warning("graph %s %s failed without an answer (%s), client-request-id %s", method,

@@ -307,6 +307,10 @@ class Booking(TenantRecord):
     # e-mail to response), and the version every recorded change raises.
     responses: str | None = None
     version: int = 1
+    # A reschedule sent to Graph whose outcome is not known yet: its key, and when it can no
+    # longer land (no other change of the booking is sent before).
+    moveKey: str | None = None
+    moveDeadline: datetime | None = None
     createdAt: datetime | None = None
     updatedAt: datetime | None = None
 
