@@ -65,6 +65,8 @@ bench: setup
 	$(PY) bench/background.py
 	$(PY) bench/load.py
 	$(PY) bench/auth.py
+	$(PY) bench/notifications.py
+	$(PY) bench/listing.py
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) node_modules .local .pytest_cache .ruff_cache

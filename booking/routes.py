@@ -41,10 +41,12 @@ def _tenant(tenant_id: str, caller: Caller):
 
 
 @bp.function_name("bookings")
-@bp.route(route="tenants/{tenantId}/bookings", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="tenants/{tenantId}/bookings", methods=["POST", "GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @tenant_route  # the caller's token and organization, checked by the service (no function key)
 def bookings(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
+    if req.method == "GET":
+        return json_response(list_bookings(req, tenant_id, caller))
     from booking.request import idempotency_key
 
     key = idempotency_key(req.headers.get("Idempotency-Key"))
@@ -76,3 +78,35 @@ def booking(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
         body = json_body(req)
         return json_response(booking_service().reschedule(tenant, booking_id, key, body, if_match))
     return json_response(booking_service().read(tenant, booking_id))
+
+
+def list_bookings(req: func.HttpRequest, tenant_id: str, caller: Caller) -> dict:
+    """The tenant's bookings as the service last knew them (no Graph call), in pages."""
+    from booking import listing
+    from shared import validation as v
+    from shared.clients import repositories
+
+    params = req.params
+    known = {"organizer", "attendee", "from", "to", "status", "limit", "cursor"}
+    for name in params:
+        if name not in known:
+            raise InvalidRequest(f"Unknown query parameter {name}.", target=name)
+    organizer = v.email(params["organizer"], "organizer").lower() if params.get("organizer") else None
+    attendee = v.email(params["attendee"], "attendee").lower() if params.get("attendee") else None
+    start = v.instant(params["from"], "from") if params.get("from") else None
+    end = v.instant(params["to"], "to") if params.get("to") else None
+    if start is not None and end is not None and end <= start:
+        raise InvalidRequest("to must be after from.", target="to")
+    status = params.get("status") or None
+    if status is not None and status not in listing.STATUSES:
+        raise InvalidRequest("status must be confirmed or cancelled.", target="status")
+    limit = v.query_int(params.get("limit"), "limit", default=50, minimum=1, maximum=200)
+    repos = repositories()
+    tenant = repos.require_tenant(tenant_id, organization_id=caller.organization_id)
+    query = listing.Query(organizer=organizer, attendee=attendee, start=start, end=end, status=status)
+    if not tenant.owned:  # a claim has no bookings
+        if params.get("cursor"):
+            listing.decode_cursor(params["cursor"], query)
+        return {"bookings": [], "next": None}
+    return listing.page(repos, tenant_id, caller.organization_id, query, limit=limit,
+                        cursor=params.get("cursor") or None)

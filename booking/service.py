@@ -35,6 +35,7 @@ Create, in order:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -48,6 +49,7 @@ from zoneinfo import ZoneInfo
 from availability.schedule import ScheduleReader
 from availability.slots import counts_as_busy
 from booking import events as ev
+from booking import listing
 from booking.idempotency import KeyLost, Keys
 from booking.request import BookingRequest, parse
 from shared.errors import (
@@ -305,6 +307,7 @@ class BookingService:
             current.responses = json.dumps({a: "none" for a in current.attendees})
             current.version, current.updatedAt = 1, utcnow()
             confirmed[:] = [current]
+            listing.ahead(self.repos, current)  # its index rows before the row is confirmed
             return Decision("booking.created", "api", current.organizationId or "",
                             {"bookingId": current.bookingId, "booking": view(current)},
                             [("update", current), ("upsert", EventIndex(tenantId=current.tenantId,
@@ -452,12 +455,14 @@ class BookingService:
     def _moved(self, context: Context, record: IdempotencyRecord, row: Booking, move: Any) -> Booking:
         """Graph has the event at the new times: the row follows, with the change, once."""
         moved: list[Booking] = []
+        before: list[Booking] = []
 
         def decide() -> Decision | None:
             current = self.repos.booking(row.tenantId, row.bookingId)
             if current is None:
                 return None
             moved[:] = [current]
+            before[:] = [dataclasses.replace(current)]
             if (current.start, current.end, current.timeZone) == (move.start, move.end, move.time_zone) \
                     and current.moveKey is None:
                 return None
@@ -465,10 +470,12 @@ class BookingService:
             current.responses = json.dumps({a: "none" for a in current.attendees})  # Exchange asks again
             current.moveKey = current.moveDeadline = None
             current.version, current.updatedAt = current.version + 1, utcnow()
+            listing.ahead(self.repos, current)
             return Decision("booking.updated", "rescheduled", current.organizationId or context.tenant.organizationId,
                             {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
 
-        self.changes.record(row.tenantId, decide)
+        if self.changes.record(row.tenantId, decide) is not None:
+            listing.behind(self.repos, before[0], moved[0])
         self.keys.complete(record)
         log.info("booking rescheduled")
         return moved[0]
@@ -546,6 +553,7 @@ class BookingService:
             self.events.cancel(calendar, booking.eventId)
 
         cancelled: list[Booking] = []
+        before: list[Booking] = []
 
         def decide() -> Decision | None:
             current = self.repos.booking(tenant.tenantId, booking.bookingId)
@@ -554,12 +562,15 @@ class BookingService:
             cancelled[:] = [current]
             if current.status == "cancelled":
                 return None
+            before[:] = [dataclasses.replace(current)]
             current.status, current.updatedAt, current.version = "cancelled", utcnow(), current.version + 1
+            listing.ahead(self.repos, current)
             return Decision("booking.cancelled", "api", current.organizationId or tenant.organizationId,
                             {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
 
         if self.changes.record(tenant.tenantId, decide) is not None:
             log.info("booking cancelled")
+            listing.behind(self.repos, before[0], cancelled[0])
             self.after_change(cancelled[0])
         return view(cancelled[0] if cancelled else booking)
 
