@@ -15,8 +15,9 @@ from typing import Any
 from shared.settings import StorageConnection
 
 MAX_DELAY_SECONDS = 7 * 24 * 3600  # Azure's longest visibility timeout
-# azure-core's per-operation options: no retries, a second to connect, a second to answer.
-FAST = {"retry_total": 0, "connection_timeout": 1, "read_timeout": 1}
+# azure-core's per-operation options for a caller that must answer within Graph's 3 s: no
+# retries, a second to connect, a second and a half to answer.
+FAST = {"retry_total": 0, "connection_timeout": 1, "read_timeout": 1.5}
 
 
 class JobQueue:

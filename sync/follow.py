@@ -49,15 +49,26 @@ class Follower:
         except ServiceError as error:  # the organizer must reconnect: nothing can be read for now
             return f"skipped: {error.code}"
         event = self.events.read(ev.Calendar(tenant.tenantId, booking.organizer, token), booking.eventId)
-        change = self.changes.record(tenant.tenantId, lambda: self._decide(tenant, booking.bookingId, event))
+        states: list[Booking] = []
+        change = self.changes.record(tenant.tenantId,
+                                     lambda: self._decide(tenant, booking.bookingId, event, states))
+        if change is not None and len(states) == 2:
+            from booking import listing
+
+            listing.behind(self.repos, states[0], states[1])
         return change["cause"] if change else "no change"
 
-    def _decide(self, tenant: Tenant, booking_id: str, event: dict[str, Any] | None) -> Decision | None:
+    def _decide(self, tenant: Tenant, booking_id: str, event: dict[str, Any] | None,
+                states: list[Booking]) -> Decision | None:
+        import dataclasses
+
+        from booking import listing
         from booking.service import view
 
         current = self.repos.booking(tenant.tenantId, booking_id)
         if current is None or current.status != "confirmed":
             return None
+        states[:] = [dataclasses.replace(current), current]
         if event is None:
             kind, cause = "booking.cancelled", "deleted_in_outlook"
             current.status = "cancelled"
@@ -77,6 +88,8 @@ class Follower:
             else:
                 return None
         current.version, current.updatedAt = current.version + 1, utcnow()
+        if (current.status, current.start) != (states[0].status, states[0].start):
+            listing.ahead(self.repos, current)  # its index rows before the row moves there
         return Decision(kind, cause, current.organizationId or tenant.organizationId,
                         {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
 
