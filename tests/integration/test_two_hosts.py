@@ -204,3 +204,34 @@ def test_two_organizations_proving_consent_on_two_hosts_make_exactly_one_owner(p
     assert apis[winner].get(f"/tenants/{RACE}").json()["status"] == "enabled"
     assert apis[1 - winner].get(f"/tenants/{RACE}").status_code == 404
     assert apis[1 - winner].put(f"/tenants/{RACE}", json={"mode": "domain"}).status_code == 409
+
+
+def test_two_hosts_rescheduling_one_booking_with_two_keys_make_one_move(pair, sandbox):
+    """Both hosts move one booking to the same new time at once, with two keys: the organizer's
+    lease serialises them; the second finds the event already there and writes nothing. Then both
+    move it to different times with the etag they read: one moves it, the other is 412."""
+    one, two = pair
+    booked = book(one, "move-me")
+    assert booked.status_code == 201, booked.text
+    booking = booked.json()
+    path = f"/tenants/{TENANT}/bookings/{booking['bookingId']}"
+    target = {"start": at(1, "14:00:00-05:00"), "end": at(1, "14:30:00-05:00")}
+    since = sandbox.next_request_index()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda pair_: pair_[0].api().patch(path, json=target,
+                                                                     headers={"Idempotency-Key": pair_[1]}),
+                                [(one, "move-a"), (two, "move-b")]))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    patched = [e for e in sandbox.requests(since=since) if e["method"] == "PATCH" and "/events/" in e["path"]]
+    assert len(patched) == 1
+    assert {a.json()["version"] for a in answers} == {2}
+    changes = one.api().get(f"/tenants/{TENANT}/changes").json()["changes"]
+    assert [c["cause"] for c in changes if c["type"] == "booking.updated"] == ["rescheduled"]
+
+    etag = answers[0].json()["etag"]
+    moves = [(one, "move-c", at(1, "15:00:00-05:00"), at(1, "15:30:00-05:00")),
+             (two, "move-d", at(1, "16:00:00-05:00"), at(1, "16:30:00-05:00"))]
+    with ThreadPoolExecutor(2) as pool:
+        raced = list(pool.map(lambda m: m[0].api().patch(path, json={"start": m[2], "end": m[3]},
+                                                         headers={"Idempotency-Key": m[1], "If-Match": etag}), moves))
+    assert sorted(a.status_code for a in raced) == [200, 412], [a.text for a in raced]
