@@ -12,6 +12,7 @@ from pathlib import Path
 
 from devhost.config import HostConfig, apply_settings, load_local_settings, local_http_port
 from devhost.host import LocalHost, load_app
+from tools.waits import sleep_unless
 
 log = logging.getLogger("devhost")
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(host.banner())
     print(f"devhost listening on {host.base_url}", flush=True)
-    while not stop.wait(0.5):
+    while not sleep_unless(stop, 0.5):  # not stop.wait(): libfaketime hangs timed waits (tools/waits.py)
         pass
     log.info("Stopping devhost")
     host.stop(timeout=4.0)

@@ -40,6 +40,7 @@ from devhost.httpserver import DevServer, Reply
 from devhost.ncrontab import CronSchedule
 from devhost.queues import QueuePoller
 from shared.routing import RouteTemplate
+from tools.waits import join, sleep_unless
 
 log = logging.getLogger("devhost")
 
@@ -187,7 +188,7 @@ class LocalHost:
         for poller in self._pollers:
             poller.stop(deadline)
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            join(thread, max(0.0, deadline - time.monotonic()))
         self._restore_settings()
 
     def banner(self) -> str:
@@ -284,7 +285,7 @@ class LocalHost:
         while not self._stop.is_set():
             due = schedule.next_occurrence(datetime.now(UTC))
             while (remaining := (due - datetime.now(UTC)).total_seconds()) > 0:
-                if self._stop.wait(min(remaining, 60.0)):
+                if sleep_unless(self._stop, min(remaining, 60.0)):
                     return
             last = self._fire(function, schedule, last, f"Timer fired at {due.isoformat()}")
 

@@ -22,6 +22,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.queue import QueueClient, QueueMessage
 
 from devhost.config import QueueOptions
+from tools.waits import join, sleep_unless, until
 
 if TYPE_CHECKING:
     from devhost.host import Function, LocalHost
@@ -74,9 +75,9 @@ class QueuePoller:
     def stop(self, deadline: float) -> None:
         """Stop polling; wait for running functions until `deadline` (time.monotonic), then abandon them."""
         self._stop.set()
-        self._thread.join(min(0.5, max(0.0, deadline - time.monotonic())))  # a poll in progress holds no work
+        join(self._thread, min(0.5, max(0.0, deadline - time.monotonic())))  # a poll in progress holds no work
+        until(lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic()), self._idle)
         with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic()))
             if self._in_flight:
                 log.warning("Abandoning %d running message(s) of %s; they reappear after their visibility timeout",
                             self._in_flight, self.function.name)
@@ -85,9 +86,10 @@ class QueuePoller:
         delay = MIN_POLLING_INTERVAL
         queue_checked = failing = False
         while not self._stop.is_set():
-            with self._idle:  # fetch a new batch only once few enough messages are still running
-                while self._in_flight > self.options.new_batch_threshold and not self._stop.is_set():
-                    self._idle.wait(0.2)
+            # Fetch a new batch only once few enough messages are still running.
+            while not until(lambda: self._in_flight <= self.options.new_batch_threshold, 0.2, self._idle) \
+                    and not self._stop.is_set():
+                pass
             if self._stop.is_set():
                 break
             try:
@@ -116,7 +118,7 @@ class QueuePoller:
                     threading.Thread(target=self._process, args=(message,), daemon=True,
                                      name=f"devhost-queue-{self.function.name}-{message.id}").start()
                 continue
-            if self._stop.wait(delay):
+            if sleep_unless(self._stop, delay):
                 break
             delay = min(delay * 2, max(self.options.max_polling_interval, MIN_POLLING_INTERVAL))
 

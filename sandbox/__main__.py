@@ -14,6 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
+from tools.waits import sleep_unless
+
 from .seed import SeedError
 from .server import LOOPBACK, Sandbox, SandboxHTTPServer
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()
     print(f"sandbox listening on {sandbox.base_url}", flush=True)
-    while not stop.wait(0.5):
+    while not sleep_unless(stop, 0.5):  # not stop.wait(): libfaketime hangs timed waits (tools/waits.py)
         pass
     server.shutdown()
     server.server_close()

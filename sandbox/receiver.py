@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from tools.waits import join
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -158,7 +160,11 @@ class NotificationReceiver:
                 remaining = deadline - time.monotonic()
                 if len(found) >= count or remaining <= 0:
                     return found
-                self._lock.wait(remaining)
+                self._lock.release()  # not self._lock.wait(): libfaketime hangs timed waits (tools/waits.py)
+                try:
+                    time.sleep(min(remaining, 0.02))
+                finally:
+                    self._lock.acquire()
 
     def quiet(self, seconds: float, path: str | None = None) -> list[dict[str, Any]]:
         """Wait ``seconds`` and answer what arrived (at ``path``) by then (to see that nothing more does)."""
@@ -176,7 +182,7 @@ class NotificationReceiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5)
+        join(self._thread, 5)
 
     def __enter__(self) -> NotificationReceiver:
         return self

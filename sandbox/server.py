@@ -25,6 +25,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import unquote
 
+from tools.waits import join
+
 from . import consent, control, faults, graph, identity, keyvault
 from .faults import Fault, FaultPlan, fault_response
 from .keyvault import VaultStore
@@ -276,7 +278,7 @@ class RunningServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self._thread.join(timeout=5)
+        join(self._thread, 5)
 
 
 def serve_in_thread(state_dir: Path, seed_path: Path, port: int, *, log_stream: Any = None) -> RunningServer:

@@ -351,7 +351,10 @@ def test_the_sweep_renews_a_subscription_due_and_makes_again_one_graph_lost(book
     renewed = eventually(lambda: (s := subscriptions(sandbox)) and s[0]["expirationDateTime"] != before and s)
     assert renewed[0]["id"] == subscription["id"]  # renewed in place
     # Graph loses it (expired): the next renewal is 404, and the sweep makes a new one.
-    control(sandbox, "PATCH", f"/subscriptions/{subscription['id']}", json={"expirationDateTime": at(-30, "00:00:00Z")})
+    from datetime import UTC, datetime, timedelta
+
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    control(sandbox, "PATCH", f"/subscriptions/{subscription['id']}", json={"expirationDateTime": yesterday})
     assert subscriptions(sandbox) == []
     make_due(host)
     remade = eventually(lambda: subscriptions(sandbox))
@@ -380,10 +383,13 @@ def test_lifecycle_events(booked, host, sandbox):
     remade = eventually(lambda: [s for s in subscriptions(sandbox) if s["id"] != subscription["id"]])
     assert len(subscriptions(sandbox)) == 1 and remade[0]["resource"].lower() == f"users/{ADA}/events"
     # reauthorizationRequired: reauthorized (renewed) in place.
-    before = remade[0]["expirationDateTime"]
+    since = sandbox.next_request_index()
     control(sandbox, "POST", f"/subscriptions/{remade[0]['id']}/lifecycle",
             json={"lifecycleEvent": "reauthorizationRequired"})
-    eventually(lambda: subscriptions(sandbox)[0]["expirationDateTime"] != before)
+    renewals = eventually(lambda: [e for e in sandbox.requests(since=since) if e["method"] == "PATCH"
+                                   and e["path"] == f"/v1.0/subscriptions/{remade[0]['id']}"])
+    assert renewals[0]["status"] == 200
+    assert [s["id"] for s in subscriptions(sandbox)] == [remade[0]["id"]]
 
 
 def test_the_subscription_goes_with_the_last_upcoming_booking_and_with_the_tenant(booked, host, sandbox):
