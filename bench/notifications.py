@@ -38,10 +38,19 @@ def main() -> None:
     users = [{"id": f"b0b0b0b0-0000-4000-8000-{i:012d}", "mail": f"n{i}@bench.example", "displayName": f"N{i}",
               "timeZone": "America/New_York"} for i in range(2)]
     with local_stack([consented(TENANT, "bench.example", users)], [(TENANT, "America/New_York")]) as stack:
+        import os
         from datetime import timedelta
 
         from shared.clients import job_queue, repositories
+        from sync import jobs as sync_jobs
         from sync.subscriptions import Subscription, mailbox_key, state_hash
+
+        # The URLs the host hands Graph (the notification route) must reach this host.
+        os.environ["PUBLIC_BASE_URL"] = stack.host.base_url
+        from shared.settings import get_settings
+
+        get_settings.cache_clear()
+        sync_jobs.cache_clear()
 
         event_ids = []
         for n in range(args.bookings):
@@ -52,7 +61,7 @@ def main() -> None:
                                               .isoformat(), "subject": f"Bench {n}", "checkAvailability": False})
             answer.raise_for_status()
             event_ids.append(repositories().booking(TENANT, answer.json()["bookingId"]).eventId)
-        time.sleep(2)  # the subscribe jobs the bookings queued (Graph cannot reach 7071 here: they fail)
+        time.sleep(3)  # the subscribe job the first booking queued: Graph validates the route, subscribes
         key = mailbox_key("n0@bench.example")
         client_state = f"{TENANT}.{key}.{'b' * 43}"
         repositories().store.upsert(Subscription(tenantId=TENANT, mailboxKey=key, address="n0@bench.example",
@@ -77,32 +86,64 @@ def main() -> None:
                 refused.append(answer.status_code)
             return elapsed
 
-        queue = job_queue()
-        burst_started = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
-            times = list(pool.map(deliver, bodies))
-        burst_seconds = time.perf_counter() - burst_started
-        # The poller works the queue off meanwhile; wait until it is empty.
-        while queue.peek_count() > 0:
-            time.sleep(0.2)
-        drained = time.perf_counter() - burst_started
-        reads = [e for e in stack.sandbox.requests() if e["method"] == "GET" and "/events/" in e["path"]]
+        def burst() -> tuple[list[float], float]:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                answers = list(pool.map(deliver, bodies))
+            return answers, time.perf_counter() - started
+
+        def drained(queue) -> None:
+            while queue.peek_count() > 0:
+                time.sleep(0.1)
+
+        # 1. The route alone: its items go to a queue no poller reads (as when the queue's
+        #    consumers run on other instances).
+        os.environ["JOBS_QUEUE_NAME"] = "bench-burst"
+        get_settings.cache_clear()
+        job_queue.cache_clear()
+        times, burst_seconds = burst()
+        parked = job_queue()
+        # 2. One instance working them off: the same messages moved to the queue its poller reads.
+        os.environ["JOBS_QUEUE_NAME"] = "bench-jobs"
+        get_settings.cache_clear()
+        job_queue.cache_clear()
+        polled = job_queue()
+        since = len(stack.sandbox.requests())
+        work_started = time.perf_counter()
+        moved = 0
+        while True:
+            batch = list(parked.client.receive_messages(max_messages=32, visibility_timeout=300))
+            if not batch:
+                break
+            for message in batch:
+                polled.client.send_message(message.content)
+                parked.client.delete_message(message)
+                moved += 1
+        drained(polled)
+        work_seconds = time.perf_counter() - work_started
+        reads = [e for e in stack.sandbox.requests()[since:] if e["method"] == "GET" and "/events/" in e["path"]]
+        # 3. Both at once on one instance: the route while the same instance works the queue off.
+        shared_times, _ = burst()
+        drained(polled)
 
         p99 = percentile(times, .99)
         print(f"notification route, burst of {args.burst} from {args.clients} clients "
               f"({args.burst / burst_seconds:.0f} deliveries/s):")
         print(line("answer", times))
         print(f"  {'answer p99':<22} {p99:7.1f} ms  (target < 100 ms; Graph allows 3,000 ms: {3000 / p99:.0f}x inside)")
-        accepted = args.burst - len(refused)
         print(f"  {'answered 503':<22} {len(refused):7d}      (could not queue in time: Graph delivers those again)")
-        print(f"processed by one instance: {accepted} notifications in {drained:.1f} s "
-              f"({accepted / drained:.0f}/s), {len(reads)} Graph event reads")
+        print(f"processed by one instance: {moved} notifications in {work_seconds:.1f} s "
+              f"({moved / work_seconds:.0f}/s), {len(reads)} Graph event reads")
+        print(f"the route while the same instance works its queue off ({args.burst} more):")
+        print(line("answer", shared_times))
+        print(f"  {'answer p99':<22} {percentile(shared_times, .99):7.1f} ms")
         print("BENCH " + json.dumps({
             "notification_route_p50_ms": round(percentile(times, .5), 1),
             "notification_route_p99_ms": round(p99, 1), "notification_route_p99_target_ms": 100,
             "notification_route_p99_vs_graph_budget": round(3000 / p99, 1),
             "notification_route_503": len(refused),
-            "notifications_per_second_one_instance": round(accepted / drained, 1),
+            "notification_route_p99_ms_while_working_the_queue": round(percentile(shared_times, .99), 1),
+            "notifications_per_second_one_instance": round(moved / work_seconds, 1),
             "graph_reads": len(reads)}))
 
 
