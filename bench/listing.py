@@ -63,6 +63,15 @@ def main() -> None:
 
         repos = repositories()
         url = stack.url(f"/tenants/{TENANT}/bookings")
+        import os
+        from urllib.parse import urlsplit
+
+        from bench.booking import count_requests_to
+
+        table_port = str(urlsplit(os.environ["SERVICE_STORAGE"].split("TableEndpoint=")[1]).port)
+        storage_calls = count_requests_to(table_port)
+        per_page_calls: dict[int, float] = {}
+        point_read: dict[int, float] = {}
         results: dict[int, dict[str, float]] = {}
         written = 0
         for size in sizes:
@@ -72,6 +81,14 @@ def main() -> None:
             queries = {"first page": {}, "from the middle": {"from": middle},
                        "by organizer": {"organizer": PEOPLE[3]}, "next page": None}
             timings: dict[str, list[float]] = {name: [] for name in queries}
+            # Azurite's own cost of one point read at this size (it grows with the table).
+            reads = []
+            for n in range(20):
+                started = time.perf_counter()
+                repos.booking(TENANT, f"bk_{(n * 37) % size:08d}")
+                reads.append((time.perf_counter() - started) * 1000)
+            point_read[size] = statistics.median(reads)
+            before_calls = len(storage_calls)
             for _ in range(args.rounds):
                 for name, params in queries.items():
                     if params is None:
@@ -83,12 +100,22 @@ def main() -> None:
                     if answer.status_code != 200 or len(answer.json()["bookings"]) != args.limit:
                         raise SystemExit(f"a page went wrong: {answer.text[:300]}")
             results[size] = {name: statistics.median(values) for name, values in timings.items()}
-            print(f"{size:>6} bookings: " + ", ".join(f"{name} p50 {ms:.1f} ms" for name, ms in results[size].items()))
+            pages = args.rounds * (len(queries) + 1)  # the next-page query reads a first page too
+            per_page_calls[size] = (len(storage_calls) - before_calls - 20) / pages
+            print(f"{size:>6} bookings: " + ", ".join(f"{name} p50 {ms:.1f} ms" for name, ms in results[size].items())
+                  + f"; storage requests per page {per_page_calls[size]:.1f}; one Azurite point read "
+                    f"{point_read[size]:.1f} ms")
         low, high = results[sizes[0]], results[sizes[-1]]
         ratios = {name: round(high[name] / low[name], 2) for name in low}
         print(f"ratio {sizes[-1]} / {sizes[0]} bookings (flat is 1.0): " +
               ", ".join(f"{name} {ratio}" for name, ratio in ratios.items()))
+        calls = {name: round(per_page_calls[sizes[-1]] / per_page_calls[sizes[0]], 2) for name in ["all"]}
+        print(f"storage requests per page, {sizes[-1]} / {sizes[0]}: {calls['all']} (the service's own work); "
+              f"Azurite's point read {sizes[-1]} / {sizes[0]}: {point_read[sizes[-1]] / point_read[sizes[0]]:.2f}")
         print("BENCH " + json.dumps({"list_page_limit": args.limit,
+                                     "storage_requests_per_page": {str(k): round(v, 1) for k, v in
+                                                                   per_page_calls.items()},
+                                     "azurite_point_read_ms": {str(k): round(v, 1) for k, v in point_read.items()},
                                      "list_page_p50_ms": {str(k): {n: round(v, 1) for n, v in r.items()}
                                                           for k, r in results.items()},
                                      "list_page_ratio_largest_to_smallest": ratios}))
