@@ -112,6 +112,45 @@ class Context:
     calendar: ev.Calendar
 
 
+# Edits a booking row in place and names what happened: (type, cause) or (type, cause, more rows
+# of the same transaction), or None when nothing did.
+Change = Callable[[Booking], tuple[Any, ...] | None]
+
+
+def record_booking_change(repos: Repositories, changes: ChangeLog, tenant: Tenant, booking_id: str,
+                          change: Change) -> tuple[Booking | None, bool]:
+    """The one way a booking's state changes: `change` edits the fresh row and names what happened
+    (type, cause[, more rows of the transaction]) or None; the version moves on (1 for a created
+    booking), the list's index rows of the new state are written ahead, the row and the change are
+    one transaction (sync/changes.py, retried on a lost race), and the old index rows go after.
+    Answers the booking as it now is and whether this call changed it."""
+    states: list[Booking] = []
+
+    def decide() -> Decision | None:
+        current = repos.booking(tenant.tenantId, booking_id)
+        states[:] = [current] if current is not None else []
+        if current is None:
+            return None
+        before = dataclasses.replace(current)
+        outcome = change(current)
+        if outcome is None:
+            return None
+        kind, cause, *more = outcome
+        current.version = 1 if kind == "booking.created" else current.version + 1
+        current.updatedAt = utcnow()
+        if kind == "booking.created" or (current.status, current.start) != (before.status, before.start):
+            listing.ahead(repos, current)
+        states[:] = [current, before]
+        return Decision(kind, cause, current.organizationId or tenant.organizationId,
+                        {"bookingId": current.bookingId, "booking": view(current)},
+                        [("update", current), *(more[0] if more else [])])
+
+    recorded = changes.record(tenant.tenantId, decide) is not None
+    if recorded:
+        listing.behind(repos, states[1], states[0])
+    return (states[0] if states else None), recorded
+
+
 def scoped_key(organization_id: str, key: str) -> str:
     """The stored form of a caller's Idempotency-Key: the organization's own."""
     return f"{organization_id}\n{key}"
@@ -190,9 +229,7 @@ class BookingService:
             decided = self._decided(context, record, row)  # reads only: no lease needed
             if decided is not None:
                 return decided
-            # One lease per mailbox, by its SMTP address: however the caller names the organizer.
-            with hold(self.repos, tenant.tenantId, f"organizer:{context.organizer.address}",
-                      ttl=self.window + SLACK) as lease:
+            with self._organizer_lease(context) as lease:
                 if not fresh:  # another holder of the key may have moved it on meanwhile
                     row = self.repos.booking(tenant.tenantId, booking_id)
                     decided = self._decided(context, record, row, lease)
@@ -203,8 +240,7 @@ class BookingService:
             self.keys.let_go(record)
             raise unknown.error from None
         except (KeyLost, LeaseLost):
-            raise IdempotencyInProgress("Another request took this Idempotency-Key over; retry.",
-                                        retry_after=2, target="Idempotency-Key") from None
+            raise _taken_over() from None
         except _NothingHappened as nothing:
             self._forget(tenant, record, booking_id)
             raise nothing.error from None
@@ -212,6 +248,12 @@ class BookingService:
             # The lease was busy, storage failed, ...: the key is freed unless an attempt was sent.
             self._forget(tenant, record, booking_id, only_if_unsent=True)
             raise
+
+    def _organizer_lease(self, context: Context) -> Any:
+        """One mailbox's bookings and moves, one at a time: a lease by its SMTP address, however the
+        caller names the organizer."""
+        return hold(self.repos, context.tenant.tenantId, f"organizer:{context.organizer.address}",
+                    ttl=self.window + SLACK)
 
     def _decided(self, context: Context, record: IdempotencyRecord, row: Booking | None,
                  lease: HeldLease | None = None) -> tuple[Booking, bool] | None:
@@ -225,7 +267,7 @@ class BookingService:
         found = self.events.find_tagged(context.calendar, row.bookingId)
         if found is not None:
             log.info("adopted the event an earlier attempt created")
-            return self._confirm(row, found, record), True
+            return self._confirm(context, row, found, record), True
         if utcnow() < row.attemptDeadline:
             if lease is not None:
                 lease.fence(row.attemptDeadline)
@@ -270,12 +312,12 @@ class BookingService:
             except ServiceError as refused:  # Graph answered a refusal: it made nothing
                 raise _NothingHappened(refused) from None
             if outcome.event is not None:
-                return self._confirm(row, outcome.event, record)
+                return self._confirm(context, row, outcome.event, record)
             if outcome.unknown_until is not None:
                 lease.fence(outcome.unknown_until)
                 found = self.events.find_tagged(context.calendar, booking_id)
                 if found is not None:
-                    return self._confirm(row, found, record)
+                    return self._confirm(context, row, found, record)
                 row.status = "uncertain"
                 self.repos.store.update(row)
                 raise _Unknown(_unknown(outcome.unknown_until))
@@ -288,38 +330,29 @@ class BookingService:
                 "Microsoft Graph is throttling; retry later.", retry_after=wait))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _confirm(self, row: Booking, event: dict[str, Any], record: IdempotencyRecord) -> Booking:
+    def _confirm(self, context: Context, row: Booking, event: dict[str, Any], record: IdempotencyRecord) -> Booking:
         """The event exists: the row becomes `confirmed` (version 1), its event id is indexed for
         notifications, and `booking.created` is recorded, all in one transaction."""
-        confirmed: list[Booking] = []
 
-        def decide() -> Decision | None:
-            current = self.repos.booking(row.tenantId, row.bookingId)
-            if current is None:
-                raise ConcurrencyConflict("the booking row vanished while being confirmed")
+        def confirm(current: Booking) -> tuple[str, str, list[tuple[str, Any]]] | None:
             if current.status in ("confirmed", "cancelled"):
-                confirmed[:] = [current]  # another holder of the key confirmed it
-                return None
+                return None  # another holder of the key confirmed it
             current.status, current.eventId = "confirmed", event["id"]
             current.webLink = event.get("webLink")
             current.onlineMeetingUrl = (event.get("onlineMeeting") or {}).get("joinUrl")
             current.body = current.onlineMeeting = current.checkAvailability = None  # the event holds them now
             current.responses = json.dumps({a: "none" for a in current.attendees})
-            current.version, current.updatedAt = 1, utcnow()
-            confirmed[:] = [current]
-            listing.ahead(self.repos, current)  # its index rows before the row is confirmed
-            return Decision("booking.created", "api", current.organizationId or "",
-                            {"bookingId": current.bookingId, "booking": view(current)},
-                            [("update", current), ("upsert", EventIndex(tenantId=current.tenantId,
-                                                                        eventId=event["id"],
-                                                                        bookingId=current.bookingId))])
+            return "booking.created", "api", [("upsert", EventIndex(tenantId=current.tenantId, eventId=event["id"],
+                                                                    bookingId=current.bookingId))]
 
-        created = self.changes.record(row.tenantId, decide)
+        confirmed, created = record_booking_change(self.repos, self.changes, context.tenant, row.bookingId, confirm)
+        if confirmed is None:
+            raise ConcurrencyConflict("the booking row vanished while being confirmed")
         self.keys.complete(record)
-        if created is not None:
+        if created:
             log.info("booking confirmed")
-            self.after_change(confirmed[0])
-        return confirmed[0]
+            self.after_change(confirmed)
+        return confirmed
 
     def _forget(self, tenant: Tenant, record: IdempotencyRecord, booking_id: str, *,
                 only_if_unsent: bool = False) -> None:
@@ -380,15 +413,13 @@ class BookingService:
         assert record is not None  # noqa: S101
         try:
             context = self._context(tenant, booking.organizer)
-            with hold(self.repos, tenant.tenantId, f"organizer:{context.organizer.address}",
-                      ttl=self.window + SLACK) as lease:
+            with self._organizer_lease(context) as lease:
                 return view(self._move(context, record, booking_id, move, if_match, lease))
         except _Unknown as unknown:
             self.keys.let_go(record)
             raise unknown.error from None
         except (KeyLost, LeaseLost):
-            raise IdempotencyInProgress("Another request took this Idempotency-Key over; retry.",
-                                        retry_after=2, target="Idempotency-Key") from None
+            raise _taken_over() from None
         except Exception:
             row = self.repos.booking(tenant.tenantId, booking_id)
             if row is not None and row.moveKey == record.key and row.moveDeadline is not None:
@@ -454,31 +485,20 @@ class BookingService:
 
     def _moved(self, context: Context, record: IdempotencyRecord, row: Booking, move: Any) -> Booking:
         """Graph has the event at the new times: the row follows, with the change, once."""
-        moved: list[Booking] = []
-        before: list[Booking] = []
 
-        def decide() -> Decision | None:
-            current = self.repos.booking(row.tenantId, row.bookingId)
-            if current is None:
-                return None
-            moved[:] = [current]
-            before[:] = [dataclasses.replace(current)]
+        def follow(current: Booking) -> tuple[str, str] | None:
             if (current.start, current.end, current.timeZone) == (move.start, move.end, move.time_zone) \
                     and current.moveKey is None:
                 return None
             current.start, current.end, current.timeZone = move.start, move.end, move.time_zone
             current.responses = json.dumps({a: "none" for a in current.attendees})  # Exchange asks again
             current.moveKey = current.moveDeadline = None
-            current.version, current.updatedAt = current.version + 1, utcnow()
-            listing.ahead(self.repos, current)
-            return Decision("booking.updated", "rescheduled", current.organizationId or context.tenant.organizationId,
-                            {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
+            return "booking.updated", "rescheduled"
 
-        if self.changes.record(row.tenantId, decide) is not None:
-            listing.behind(self.repos, before[0], moved[0])
+        moved, _ = record_booking_change(self.repos, self.changes, context.tenant, row.bookingId, follow)
         self.keys.complete(record)
         log.info("booking rescheduled")
-        return moved[0]
+        return moved or row
 
     # -- the reconciler ------------------------------------------------------------------------
 
@@ -552,27 +572,22 @@ class BookingService:
         if booking.eventId:
             self.events.cancel(calendar, booking.eventId)
 
-        cancelled: list[Booking] = []
-        before: list[Booking] = []
-
-        def decide() -> Decision | None:
-            current = self.repos.booking(tenant.tenantId, booking.bookingId)
-            if current is None:
-                return None
-            cancelled[:] = [current]
+        def cancel(current: Booking) -> tuple[str, str] | None:
             if current.status == "cancelled":
                 return None
-            before[:] = [dataclasses.replace(current)]
-            current.status, current.updatedAt, current.version = "cancelled", utcnow(), current.version + 1
-            listing.ahead(self.repos, current)
-            return Decision("booking.cancelled", "api", current.organizationId or tenant.organizationId,
-                            {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
+            current.status = "cancelled"
+            return "booking.cancelled", "api"
 
-        if self.changes.record(tenant.tenantId, decide) is not None:
+        cancelled, changed = record_booking_change(self.repos, self.changes, tenant, booking.bookingId, cancel)
+        if changed and cancelled is not None:
             log.info("booking cancelled")
-            listing.behind(self.repos, before[0], cancelled[0])
-            self.after_change(cancelled[0])
-        return view(cancelled[0] if cancelled else booking)
+            self.after_change(cancelled)
+        return view(cancelled or booking)
+
+
+def _taken_over() -> IdempotencyInProgress:
+    return IdempotencyInProgress("Another request took this Idempotency-Key over; retry.", retry_after=2,
+                                 target="Idempotency-Key")
 
 
 class _Unknown(Exception):

@@ -42,6 +42,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -144,6 +145,15 @@ def check_return_url(value: Any, allowed_origins: frozenset[str]) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Party:
+    """The organization a consent request is for, as it stands to the tenant."""
+
+    name: str  # shown on the pages
+    mode: str
+    owns_enabled: bool  # it owns the tenant and the tenant is enabled (members may connect)
+
+
 class ConsentService:
     def __init__(self, settings: Settings, repos: Repositories, tokens: TokenProvider, members: MemberTokens,
                  *, clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -202,11 +212,9 @@ class ConsentService:
         if request.usedAt is not None or request.expiresAt <= self.clock():
             return pages.expired(self._back(request, "expired"))
         party = self._party(request)
-        if party is None:
+        if party is None or (request.kind == "user" and not party.owns_enabled):
             return self._owned_elsewhere_page(request)
-        _name, mode = party
-        if request.kind == "user" and not self._owner_enabled(request):
-            return self._owned_elsewhere_page(request)
+        mode = party.mode
         state, binding = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = self.clock()
         flow_json = None
@@ -241,23 +249,19 @@ class ConsentService:
                            "redirect_uri": self.settings.consent_callback_url, "state": state})
         return f"{self.settings.authority_host}/{tenant_id}/v2.0/adminconsent?{query}"
 
-    def _party(self, request: ConsentRequest) -> tuple[str, str] | None:
-        """(organization name, mode) of the request's organization as it stands to the tenant now:
-        its owned tenant, or its claim (open, or made before another organization's ownership,
-        which a proven consent may still move); None when it has neither."""
+    def _party(self, request: ConsentRequest) -> Party | None:
+        """The request's organization as it stands to the tenant now: its owned tenant, or its
+        claim (open, or made before another organization's ownership, which a proven consent may
+        still move); None when it has neither."""
         owner = self.repos.tenant(request.tenantId)
         if owner is not None and owner.organizationId == request.organizationId:
-            return owner.organizationName, owner.mode
+            return Party(owner.organizationName, owner.mode, owner.status == "enabled")
         claim = self.repos.claim(request.tenantId, request.organizationId)
         if claim is None:
             return None
         if owner is not None and not (claim.createdAt and owner.owned_since and claim.createdAt < owner.owned_since):
             return None
-        return claim.organizationName, claim.mode
-
-    def _owner_enabled(self, request: ConsentRequest) -> bool:
-        owner = self.repos.tenant(request.tenantId)
-        return owner is not None and owner.organizationId == request.organizationId and owner.status == "enabled"
+        return Party(claim.organizationName, claim.mode, False)
 
     def _back(self, request: ConsentRequest, status: str) -> str:
         return outcome_url(request.returnUrl, status, request.tenantId, request.requestId)
@@ -304,7 +308,7 @@ class ConsentService:
         if party is None:
             self._finish(request, "failed", "tenant_owned_elsewhere")
             return self._owned_elsewhere_page(request), True
-        organization = party[0]
+        organization = party.name
 
         error = params.get("error")
         if error:
@@ -317,7 +321,7 @@ class ConsentService:
             return pages.upstream_failed(organization, self._back(request, "failed"), code), True
         if request.kind == "admin":
             return self._admin_consented(request, record, organization, params), True
-        return self._member_connected(request, record, organization, params), True
+        return self._member_connected(request, record, party, params), True
 
     def _aadsts(self, description: str | None) -> str | None:
         found = _AADSTS.search(description or "")
@@ -384,7 +388,7 @@ class ConsentService:
         if party is None:
             self._finish(request, "failed", "tenant_owned_elsewhere")
             return self._owned_elsewhere_page(request)
-        organization, mode = party
+        organization, mode = party.name, party.mode
         error = params.get("error")
         if error:
             code = self._aadsts(params.get("error_description"))
@@ -395,19 +399,10 @@ class ConsentService:
                 self._finish(request, "declined", "access_denied" if error == "access_denied" else "not_signed_in")
                 return pages.declined(organization, self._back(request, "declined"), code)
             return self._failed(request, organization, "upstream_error", code)
-        try:
-            result = self.tokens.finish_sign_in(request.tenantId, json.loads(record.flow or "{}"), dict(params))
-        except IdentityError as error:
-            log.warning("redeeming the admin's sign-in failed: %s", error)
-            if error.error in DECLINED_ERRORS and not error.is_credential_error:
-                self._finish(request, "declined", "access_denied")
-                return pages.declined(organization, self._back(request, "declined"), error.aadsts)
-            return self._failed(request, organization, "upstream_error", error.aadsts)
-        claims = result.get("id_token_claims") or {}
-        if str(claims.get("tid", "")).lower() != request.tenantId.lower():
-            log.warning("the admin signed in with an account of another tenant")
-            self._finish(request, "failed", "wrong_tenant")
-            return pages.wrong_tenant(organization, self._back(request, "failed"))
+        signed_in = self._redeemed(request, organization, self.tokens.finish_sign_in, record, params, "admin's")
+        if isinstance(signed_in, func.HttpResponse):
+            return signed_in
+        claims, _ = signed_in
         roles = {str(role).lower() for role in claims.get("wids") or () if isinstance(role, str)}
         wanted = record.mode or mode
         if not roles & CONSENT_ROLES.get(wanted, frozenset()):
@@ -429,6 +424,26 @@ class ConsentService:
         self._finish(request, "completed", None)
         log.info("admin consent completed and proven (mode %s)", wanted)
         return pages.admin_enabled(organization, self._back(request, "completed"))
+
+    def _redeemed(self, request: ConsentRequest, organization: str, redeem: Callable[..., dict[str, Any]],
+                  record: ConsentState, params: dict[str, str], whose: str
+                  ) -> tuple[dict[str, Any], dict[str, Any]] | func.HttpResponse:
+        """Redeem a sign-in's code (the member's or the admin's): its ID token's claims and the
+        whole result, or the page when Microsoft refused or the account is of another tenant."""
+        try:
+            result = redeem(request.tenantId, json.loads(record.flow or "{}"), dict(params))
+        except IdentityError as error:
+            log.warning("redeeming the %s sign-in failed: %s", whose, error)
+            if error.error in DECLINED_ERRORS and not error.is_credential_error:
+                self._finish(request, "declined", "access_denied")
+                return pages.declined(organization, self._back(request, "declined"), error.aadsts)
+            return self._failed(request, organization, "upstream_error", error.aadsts)
+        claims = result.get("id_token_claims") or {}
+        if str(claims.get("tid", "")).lower() != request.tenantId.lower():
+            log.warning("the %s sign-in was with an account of another tenant", whose)
+            self._finish(request, "failed", "wrong_tenant")
+            return pages.wrong_tenant(organization, self._back(request, "failed"))
+        return claims, result
 
     def _prove_app_consent(self, tenant_id: str) -> Callable[[str, str], func.HttpResponse] | None:
         """Get a new app-only token for the tenant whose `roles` hold the calendar permission,
@@ -529,28 +544,18 @@ class ConsentService:
 
     # -- a member's own connection (delegated) -------------------------------------------------------
 
-    def _member_connected(self, request: ConsentRequest, record: ConsentState, organization: str,
+    def _member_connected(self, request: ConsentRequest, record: ConsentState, party: Party,
                           params: dict[str, str]) -> func.HttpResponse:
-        if not self._owner_enabled(request):
-            if self._party(request) is None:
-                self._finish(request, "failed", "tenant_owned_elsewhere")
-                return self._owned_elsewhere_page(request)
+        organization = party.name
+        if not party.owns_enabled:
             return self._failed(request, organization, "tenant_not_enabled")
         if record.mode != "delegated" or not record.flow:
             return self._failed(request, organization, "upstream_error")
-        try:
-            result = self.tokens.finish_auth_code_flow(request.tenantId, json.loads(record.flow), dict(params))
-        except IdentityError as error:
-            log.warning("redeeming the member's code failed: %s", error)
-            if error.error in DECLINED_ERRORS and not error.is_credential_error:
-                self._finish(request, "declined", "access_denied")
-                return pages.declined(organization, self._back(request, "declined"), error.aadsts)
-            return self._failed(request, organization, "upstream_error", error.aadsts)
-        claims = result.get("id_token_claims") or {}
-        if str(claims.get("tid", "")).lower() != request.tenantId.lower():
-            log.warning("member signed in with an account of another tenant")
-            self._finish(request, "failed", "wrong_tenant")
-            return pages.wrong_tenant(organization, self._back(request, "failed"))
+        signed_in = self._redeemed(request, organization, self.tokens.finish_auth_code_flow, record, params,
+                                   "member's")
+        if isinstance(signed_in, func.HttpResponse):
+            return signed_in
+        claims, result = signed_in
         user_id = claims.get("oid")
         # A member is known by all three: object id, UPN (`preferred_username`) and mail (`email`).
         upn = claims.get("preferred_username")

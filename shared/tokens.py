@@ -187,54 +187,23 @@ class TokenProvider:
         return [f"{self._settings.graph_resource}/{scope}" for scope in DELEGATED_SCOPES]
 
     def start_auth_code_flow(self, tenant_id: str, *, state: str, login_hint: str | None) -> dict[str, Any]:
-        """MSAL's flow dict (auth_uri, state, code_verifier, nonce, …): keep it server-side."""
-        app = self._app(tenant_id)
-        with warnings.catch_warnings():
-            # MSAL recommends form_post; the contract fixes response_mode=query (the callback is a
-            # GET, and the code is single-use, PKCE-bound and redeemed at once).
-            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
-            return app.initiate_auth_code_flow(
-                self.delegated_scopes, redirect_uri=self._settings.consent_callback_url, state=state,
-                login_hint=login_hint or None, response_mode="query",
-            )
+        """A member's sign-in: MSAL's flow dict (auth_uri, state, code_verifier, nonce, …) for the
+        delegated calendar scopes. Keep it server-side."""
+        return self._initiate(tenant_id, self.delegated_scopes, state=state, login_hint=login_hint or None)
 
     def finish_auth_code_flow(self, tenant_id: str, flow: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
-        def redeem(app: Any) -> dict[str, Any]:
-            try:
-                return app.acquire_token_by_auth_code_flow(flow, query, scopes=self.delegated_scopes)
-            except ValueError:
-                # MSAL raises ValueError for a state mismatch or a reused flow.
-                return {"error": "invalid_flow"}
-            except RuntimeError:  # the ID token's nonce is not the flow's
-                return {"error": "invalid_nonce"}
-
-        return self._call(tenant_id, redeem)
+        return self._redeem(tenant_id, flow, query, scopes=self.delegated_scopes)
 
     # -- an admin's sign-in, as proof of who consented (OpenID Connect: openid profile only) -----------
 
     def start_sign_in(self, tenant_id: str, *, state: str, prompt: str) -> dict[str, Any]:
-        """MSAL's flow for the admin's own sign-in in the tenant (PKCE and a nonce; MSAL adds only
-        its reserved scopes `openid profile offline_access`). Keep it server-side."""
-        app = self._app(tenant_id)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
-            return app.initiate_auth_code_flow(
-                [], redirect_uri=self._settings.consent_callback_url, state=state, prompt=prompt,
-                response_mode="query",
-            )
+        """The admin's own sign-in in the tenant: no scopes of ours, so MSAL asks only for its
+        reserved `openid profile offline_access`."""
+        return self._initiate(tenant_id, [], state=state, prompt=prompt)
 
     def finish_sign_in(self, tenant_id: str, flow: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
-        """Redeem the sign-in's code; MSAL checks the state, PKCE and the ID token's nonce. The
-        tokens are for this proof only: nothing of them is kept."""
-        def redeem(app: Any) -> dict[str, Any]:
-            try:
-                return app.acquire_token_by_auth_code_flow(flow, query)
-            except ValueError:  # a state mismatch or a reused flow
-                return {"error": "invalid_flow"}
-            except RuntimeError:  # the ID token's nonce is not the flow's
-                return {"error": "invalid_nonce"}
-
-        result = self._call(tenant_id, redeem)
+        """Redeem the sign-in's code. The tokens are for this proof only: nothing of them is kept."""
+        result = self._redeem(tenant_id, flow, query)
         claims = result.get("id_token_claims") or {}
         home = f"{claims.get('oid')}.{claims.get('tid')}"
         with contextlib.suppress(Exception):  # MSAL caches what it redeems: forget this sign-in's tokens
@@ -243,6 +212,30 @@ class TokenProvider:
                 if account.get("home_account_id") == home:
                     app.remove_account(account)
         return result
+
+    # -- the authorization code flow, with PKCE and a nonce (MSAL's auth-code-flow helpers) -----------
+
+    def _initiate(self, tenant_id: str, scopes: list[str], **options: Any) -> dict[str, Any]:
+        app = self._app(tenant_id)
+        with warnings.catch_warnings():
+            # MSAL recommends form_post; the contract fixes response_mode=query (the callback is a
+            # GET, and the code is single-use, PKCE-bound and redeemed at once).
+            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
+            return app.initiate_auth_code_flow(scopes, redirect_uri=self._settings.consent_callback_url,
+                                               response_mode="query", **options)
+
+    def _redeem(self, tenant_id: str, flow: dict[str, Any], query: dict[str, str],
+                scopes: list[str] | None = None) -> dict[str, Any]:
+        """Redeem the code; MSAL checks the state, PKCE and the ID token's nonce."""
+        def redeem(app: Any) -> dict[str, Any]:
+            try:
+                return app.acquire_token_by_auth_code_flow(flow, query, scopes=scopes)
+            except ValueError:  # a state mismatch or a reused flow
+                return {"error": "invalid_flow"}
+            except RuntimeError:  # the ID token's nonce is not the flow's
+                return {"error": "invalid_nonce"}
+
+        return self._call(tenant_id, redeem)
 
     def redeem_refresh_token(self, tenant_id: str, refresh_token: str) -> dict[str, Any]:
         return self._call(

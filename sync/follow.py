@@ -5,8 +5,9 @@ wrote; an id the service does not know is dropped without any Graph call, so the
 reads meetings it did not book. A known one is re-read from Graph, and at most one change is
 recorded, the first that applies of: deleted (Graph answers 404), cancelled (`isCancelled`),
 moved (start or end; it carries the reset responses too), an attendee's response. The booking
-row's new state and the change are written in one transaction (sync/changes.py), so duplicates,
-retries of the queue and two hosts reading the same event record it once.
+row's new state and the change are written in one transaction
+(booking.service.record_booking_change), so duplicates, retries of the queue and two hosts
+reading the same event record it once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 
 from booking import events as ev
 from shared.errors import ServiceError
-from shared.storage import Booking, Repositories, Tenant, utcnow
-from sync.changes import ChangeLog, Decision
+from shared.storage import Booking, Repositories, Tenant
+from sync.changes import ChangeLog
 
 log = logging.getLogger(__name__)
 
@@ -49,49 +50,43 @@ class Follower:
         except ServiceError as error:  # the organizer must reconnect: nothing can be read for now
             return f"skipped: {error.code}"
         event = self.events.read(ev.Calendar(tenant.tenantId, booking.organizer, token), booking.eventId)
-        states: list[Booking] = []
-        change = self.changes.record(tenant.tenantId,
-                                     lambda: self._decide(tenant, booking.bookingId, event, states))
-        if change is not None and len(states) == 2:
-            from booking import listing
+        from booking.service import record_booking_change
 
-            listing.behind(self.repos, states[0], states[1])
-        return change["cause"] if change else "no change"
+        happened: list[str] = []
 
-    def _decide(self, tenant: Tenant, booking_id: str, event: dict[str, Any] | None,
-                states: list[Booking]) -> Decision | None:
-        import dataclasses
+        def follow(current: Booking) -> tuple[str, str] | None:
+            happened.clear()
+            outcome = what_changed(current, event)
+            if outcome is not None:
+                happened.append(outcome[1])
+            return outcome
 
-        from booking import listing
-        from booking.service import view
+        _, changed = record_booking_change(self.repos, self.changes, tenant, booking.bookingId, follow)
+        return happened[0] if changed else "no change"
 
-        current = self.repos.booking(tenant.tenantId, booking_id)
-        if current is None or current.status != "confirmed":
-            return None
-        states[:] = [dataclasses.replace(current), current]
-        if event is None:
-            kind, cause = "booking.cancelled", "deleted_in_outlook"
-            current.status = "cancelled"
-        elif event.get("isCancelled"):
-            kind, cause = "booking.cancelled", "cancelled_in_outlook"
-            current.status = "cancelled"
-        else:
-            start, end = ev.live_times(event)
-            responses = invited_responses(current, event)
-            if (start and start != current.start) or (end and end != current.end):
-                kind, cause = "booking.updated", "moved_in_outlook"
-                current.start, current.end = start or current.start, end or current.end
-                current.responses = json.dumps(responses)
-            elif responses != {a: current.response_map.get(a, "none") for a in current.attendees}:
-                kind, cause = "booking.updated", "attendee_responded"
-                current.responses = json.dumps(responses)
-            else:
-                return None
-        current.version, current.updatedAt = current.version + 1, utcnow()
-        if (current.status, current.start) != (states[0].status, states[0].start):
-            listing.ahead(self.repos, current)  # its index rows before the row moves there
-        return Decision(kind, cause, current.organizationId or tenant.organizationId,
-                        {"bookingId": current.bookingId, "booking": view(current)}, [("update", current)])
+
+def what_changed(current: Booking, event: dict[str, Any] | None) -> tuple[str, str] | None:
+    """Edit the booking row to what the event shows and name the first change that applies:
+    deleted, cancelled, moved (with the reset answers), an answer; None when nothing it keeps
+    changed."""
+    if current.status != "confirmed":
+        return None
+    if event is None:
+        current.status = "cancelled"
+        return "booking.cancelled", "deleted_in_outlook"
+    if event.get("isCancelled"):
+        current.status = "cancelled"
+        return "booking.cancelled", "cancelled_in_outlook"
+    start, end = ev.live_times(event)
+    responses = invited_responses(current, event)
+    if (start and start != current.start) or (end and end != current.end):
+        current.start, current.end = start or current.start, end or current.end
+        current.responses = json.dumps(responses)
+        return "booking.updated", "moved_in_outlook"
+    if responses != {a: current.response_map.get(a, "none") for a in current.attendees}:
+        current.responses = json.dumps(responses)
+        return "booking.updated", "attendee_responded"
+    return None
 
 
 def invited_responses(booking: Booking, event: dict[str, Any]) -> dict[str, str]:

@@ -10,12 +10,11 @@ import logging
 import azure.functions as func
 
 from shared.callers import Caller, tenant_route
-from shared.http import endpoint, json_response, tenant_id_of
+from shared.http import MAX_BODY_BYTES, endpoint, json_response, tenant_id_of
 
 log = logging.getLogger(__name__)
 
 bp = func.Blueprint()
-MAX_BODY_BYTES = 1024 * 1024
 
 
 @bp.function_name("graph_notifications")

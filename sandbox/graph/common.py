@@ -104,3 +104,16 @@ def as_number(value: Any) -> float | None:
 def metadata(req: Request, fragment: str) -> str:
     """An ``@odata.context`` URL on the sandbox's origin."""
     return f"{req.base_url}/v1.0/$metadata#{fragment}"
+
+
+def control_mailbox(req: Request) -> Any:
+    """The mailbox a control route's `{email}` names (any of the user's addresses, UPN or id), or
+    Graph's 404 ErrorInvalidUser."""
+    from urllib.parse import unquote
+
+    assert req.match is not None  # noqa: S101 - control routes capture {email}
+    email = unquote(req.match.group("email"))
+    mailbox = req.sandbox.calendars.mailbox_by_mail(email)
+    if mailbox is None:
+        raise fail(req, 404, "ErrorInvalidUser", f"The requested user '{email}' is invalid.")
+    return mailbox

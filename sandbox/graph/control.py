@@ -40,19 +40,15 @@ from urllib.parse import unquote
 
 from ..seed import GRAPH_KEYS, check_graph_setting, graph_setting_rule
 from ..web import HttpError, Request, Response, graph_error
-from .common import fail, graph_json
+from .common import control_mailbox, graph_json
 from .model import render_event, stored_event
 from .subscriptions import LIFECYCLE_EVENTS, Subscription
 from .timezones import Preferences, parse_prefer
 
 
 def user_events(req: Request) -> Response:
-    assert req.match is not None  # noqa: S101
-    email = unquote(req.match.group("email"))
     store = req.sandbox.calendars
-    mailbox = store.mailbox_by_mail(email)
-    if mailbox is None:
-        raise fail(req, 404, "ErrorInvalidUser", f"The requested user '{email}' is invalid.")
+    mailbox = control_mailbox(req)
     immutable = parse_prefer(req.header("prefer")).immutable_ids
     with store.lock:
         items = sorted(mailbox.items.values(), key=lambda e: (e.start_ts, e.props["createdDateTime"]))

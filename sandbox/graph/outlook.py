@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..web import HttpError, Request, Response, graph_error
-from .common import fail, graph_json
+from .common import control_mailbox, fail, graph_json
 from .events import NOT_FOUND, RESPONSES, check_response_allowed
 from .model import EventInputError, StoredEvent, read_event_input, stored_event
 from .store import Mailbox
@@ -39,12 +39,9 @@ MOVE_KEYS = {"start", "end", "location"}
 
 
 def _target(req: Request) -> tuple[Mailbox, StoredEvent]:
-    assert req.match is not None  # noqa: S101
-    email = unquote(req.match.group("email"))
     store = req.sandbox.calendars
-    mailbox = store.mailbox_by_mail(email)
-    if mailbox is None:
-        raise fail(req, 404, "ErrorInvalidUser", f"The requested user '{email}' is invalid.")
+    mailbox = control_mailbox(req)
+    assert req.match is not None  # noqa: S101
     ev = store.get(mailbox, unquote(req.match.group("eid")))
     if ev is None:
         raise fail(req, 404, "ErrorItemNotFound", NOT_FOUND)

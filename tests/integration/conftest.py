@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sandbox.receiver import NotificationReceiver
 from sandbox.server import RunningServer
 from sandbox.testing import SandboxProcess
 from tests.support.sandbox_graph import FABRIKAM, Graph, app_token, graph_seed, restore_seed, start_in_process
@@ -28,3 +29,10 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_in_process(tmp_path_factory.mktemp("graph-local"))
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def hook() -> Iterator[NotificationReceiver]:
+    """A webhook on 127.0.0.1 that answers Graph's validation and records notifications, for this module."""
+    with NotificationReceiver() as receiver:
+        yield receiver

@@ -28,6 +28,7 @@ from tests.support.sandbox_graph import (
     CAT,
     DAN,
     FABRIKAM,
+    IMMUTABLE,
     Graph,
     delegated_token,
     error,
@@ -41,7 +42,6 @@ pytestmark = pytest.mark.integration
 
 TAG = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name TenKC-BookingId"
 ANN_EVENTS = f"/users/{ANN['mail']}/events"
-IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
 DOCUMENTED_CREATE_KEYS = {
     "@odata.context", "@odata.etag", "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories",
     "originalStartTimeZone", "originalEndTimeZone", "iCalUId", "reminderMinutesBeforeStart", "isReminderOn",

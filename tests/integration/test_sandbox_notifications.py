@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,8 +26,10 @@ from tests.support.sandbox_graph import (
     ANN,
     BEN,
     FABRIKAM,
+    IMMUTABLE,
     Graph,
     delegated_token,
+    expires,
     graph_seed,
     ok,
 )
@@ -38,19 +38,8 @@ pytestmark = pytest.mark.integration
 
 FAST = {"subscriptionValidationTimeoutSeconds": 1, "notificationTimeoutSeconds": 1, "notificationRetries": 2,
         "notificationRetryBaseSeconds": 0.3}
-IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
 CHANGE_KEYS = {"id", "subscriptionId", "subscriptionExpirationDateTime", "changeType", "resource", "resourceData",
                "clientState", "tenantId"}
-
-
-def expires(minutes: float) -> str:
-    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture(scope="module")
-def hook() -> Iterator[NotificationReceiver]:
-    with NotificationReceiver() as receiver:
-        yield receiver
 
 
 @pytest.fixture(autouse=True)

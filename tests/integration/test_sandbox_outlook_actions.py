@@ -12,7 +12,6 @@ ErrorIrresolvableConflict); the sandbox's choices are in sandbox/graph/store.py 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,9 +27,11 @@ from tests.support.sandbox_graph import (
     BEN,
     CAT,
     FABRIKAM,
+    IMMUTABLE,
     Graph,
     delegated_token,
     error,
+    expires,
     graph_seed,
     ok,
 )
@@ -40,17 +41,6 @@ pytestmark = pytest.mark.integration
 FAST = {"subscriptionValidationTimeoutSeconds": 1, "notificationTimeoutSeconds": 1, "notificationRetries": 1,
         "notificationRetryBaseSeconds": 0.2}
 NO_RESPONSE = "0001-01-01T00:00:00Z"  # Graph's "never" for a response time
-IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
-
-
-def expires(minutes: float) -> str:
-    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture(scope="module")
-def hook() -> Iterator[NotificationReceiver]:
-    with NotificationReceiver() as receiver:
-        yield receiver
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +36,7 @@ from tests.support.sandbox_graph import (
     app_token,
     delegated_token,
     error,
+    expires,
     graph_seed,
     ok,
     raw_token,
@@ -57,18 +57,8 @@ VALIDATION_FAILED = ("Subscription validation request failed. Notification endpo
                      "validation request.")
 
 
-def expires(minutes: float) -> str:
-    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
-
-
 def parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-@pytest.fixture(scope="module")
-def hook() -> Iterator[NotificationReceiver]:
-    with NotificationReceiver() as receiver:
-        yield receiver
 
 
 @pytest.fixture(autouse=True)

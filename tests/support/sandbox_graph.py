@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,11 @@ def error(response: requests.Response, status: int, code: str, message: str | No
 
 def window(start: str, end: str, zone: str = "UTC") -> dict[str, Any]:
     return {"startTime": {"dateTime": start, "timeZone": zone}, "endTime": {"dateTime": end, "timeZone": zone}}
+
+
+IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}  # ask Graph for immutable ids
+
+
+def expires(minutes: float) -> str:
+    """A subscription's expirationDateTime `minutes` from now (UTC, `Z`)."""
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
