@@ -12,6 +12,7 @@ from pathlib import Path
 
 from devhost.config import HostConfig, apply_settings, load_local_settings, local_http_port
 from devhost.host import LocalHost, load_app
+from devhost.httpserver import Dispatcher
 from tools.waits import sleep_unless
 
 log = logging.getLogger("devhost")
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="local.settings.json", help="local settings file")
     parser.add_argument("--host-json", default="host.json", help="host.json file")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--console", action="store_true",
+                        help="also serve the local console at /console/ (sandbox only; loopback only)")
+    parser.add_argument("--console-seed", default=".local/sandbox-seed.json",
+                        help="the sandbox seed the console reads people from (default .local/sandbox-seed.json)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -43,12 +48,21 @@ def main(argv: list[str] | None = None) -> int:
         apply_settings(load_local_settings(args.settings))
         app = load_app(args.app)
         port = args.port if args.port is not None else local_http_port(args.settings) or 7071
-        host = LocalHost(app, host_json=HostConfig.load(args.host_json), host=args.host, port=port).start()
+        mounts, console_host = {}, []
+        if args.console:
+            console = _console(args, console_host)
+            if console is not None:
+                mounts["/console"] = console
+        host = LocalHost(app, host_json=HostConfig.load(args.host_json), host=args.host, port=port,
+                         mounts=mounts).start()
+        console_host.append(host)
     except (ValueError, OSError) as error:  # a configuration error or a busy port: no traceback
         log.error("devhost could not start: %s", error)
         return 1
 
     print(host.banner())
+    if "/console" in host.mounts:
+        print(f"        console: {host.base_url}/console/\n")
     print(f"devhost listening on {host.base_url}", flush=True)
     while not sleep_unless(stop, 0.5):  # not stop.wait(): libfaketime hangs timed waits (tools/waits.py)
         pass
@@ -56,6 +70,21 @@ def main(argv: list[str] | None = None) -> int:
     host.stop(timeout=4.0)
     log.info("devhost stopped")
     return 0
+
+
+def _console(args: argparse.Namespace, started: list[LocalHost]) -> Dispatcher | None:
+    """The console's dispatcher (it calls the service at the host's own address once that listens),
+    or None, said in the log, when it cannot run: the service starts all the same."""
+    from devhost.console import Console, ConsoleConfig, ConsoleError
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("--console needs a loopback --host: the console acts with the web app's credentials")
+    try:
+        config = ConsoleConfig.from_environment(args.console_seed)
+    except ConsoleError as error:
+        log.error("the console is not served: %s", error)
+        return None
+    return Console(config, service_url=lambda: started[0].base_url).dispatch
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from devhost.config import (
     resolve_setting_expressions,
     storage_connection_string,
 )
-from devhost.httpserver import DevServer, Reply
+from devhost.httpserver import DevServer, Dispatcher, Reply
 from devhost.ncrontab import CronSchedule
 from devhost.queues import QueuePoller
 from shared.routing import RouteTemplate
@@ -118,23 +118,33 @@ class _Context(func.Context):
     retry_context = property(lambda self: None)
 
 
+def disabled(name: str) -> bool:
+    return os.environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
+
+
 class LocalHost:
     """Serves one FunctionApp: `start()` (returns once listening), `stop()`, `base_url`, `run_function()`.
 
     `settings` are app settings (local.settings.json `Values`): `start()` puts those not already in
     the environment into os.environ and `stop()` removes them again. `host_json` is the parsed
-    host.json (or a `HostConfig`). `port=0` picks a free port.
+    host.json (or a `HostConfig`). `port=0` picks a free port. `mounts` serves local-only pages beside
+    the app: each path prefix (`/console`) goes to its dispatcher, before the admin API and the routes.
     """
 
     def __init__(self, app: func.FunctionApp, *, settings: Mapping[str, str] | None = None,
                  host_json: Mapping[str, Any] | HostConfig | None = None, host: str = "127.0.0.1",
-                 port: int = 7071) -> None:
+                 port: int = 7071, mounts: Mapping[str, Dispatcher] | None = None) -> None:
         self.app = app
         self.settings = dict(settings or {})
         self.config = host_json if isinstance(host_json, HostConfig) else HostConfig.from_json(host_json)
         self.host = host
         self.port = port
         self.functions = {function.name: function for function in load_functions(app)}
+        # Local-only pages beside the app (the console): a path prefix -> its own dispatcher.
+        self.mounts = {"/" + prefix.strip("/"): handler for prefix, handler in (mounts or {}).items()}
+        for prefix in self.mounts:
+            if prefix.lower() in ("/admin", f"/{self.config.route_prefix}".lower()):
+                raise ValueError(f"a mount at {prefix} would hide the host's own routes")
         http = [f for f in self.functions.values() if f.trigger_type == "httpTrigger"]
         # ASP.NET-like precedence: literal segments, then parameters, then a catch-all (stable sort).
         self.routes = sorted(((RouteTemplate.parse(f.route), f) for f in http), key=lambda r: r[0].precedence)
@@ -159,10 +169,12 @@ class LocalHost:
     def start(self) -> LocalHost:
         self._added_settings = apply_settings(self.settings)
         try:
+            # A timer or queue function disabled by the app setting `AzureWebJobs.<name>.Disabled`
+            # (true or 1) is not triggered (learn.microsoft.com/azure/azure-functions/disable-function).
+            enabled = [f for f in self.functions.values() if not disabled(f.name)]
             timers = [(f, CronSchedule.parse(resolve_setting_expressions(str(f.trigger["schedule"]))))
-                      for f in self.functions.values() if f.trigger_type == "timerTrigger"]
-            self._pollers = [self._queue_poller(f) for f in self.functions.values()
-                             if f.trigger_type == "queueTrigger"]
+                      for f in enabled if f.trigger_type == "timerTrigger"]
+            self._pollers = [self._queue_poller(f) for f in enabled if f.trigger_type == "queueTrigger"]
             self._server = DevServer((self.host, self.port), self.dispatch)
         except Exception:
             self._restore_settings()
@@ -321,6 +333,9 @@ class LocalHost:
     def dispatch(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Reply:
         """Answer one HTTP request: the admin API, or the first matching HTTP function."""
         url = urlsplit(target)
+        for prefix, handler in self.mounts.items():
+            if url.path == prefix or url.path.startswith(prefix + "/"):
+                return handler(method, target, headers, body)
         if url.path.lower() == "/admin" or url.path.lower().startswith("/admin/"):
             return self._admin(method, url.path, body)
         route_path = self._route_path(url.path)
