@@ -33,7 +33,7 @@ from typing import Any
 
 from shared.errors import ConcurrencyConflict, SecretNotFound, SecretUnavailable
 from shared.members import REFRESH_EVERY, MemberTokens
-from shared.queues import JobQueue
+from shared.queues import BATCH, JobQueue
 from shared.storage import ConnectedUser, Repositories, Tenant, utcnow
 from shared.tokens import CALENDAR_ROLES, IdentityError, TokenProvider, token_claims
 
@@ -130,6 +130,38 @@ class Jobs:
             kind = message["kind"]
         except (ValueError, KeyError, TypeError):
             log.error("a job message is not one of ours; dropping it to the poison queue")
+            raise ValueError("malformed job message") from None
+        if kind == BATCH:
+            return self.run_batch(message.get("jobs"))
+        return self.dispatch(message)
+
+    def run_batch(self, jobs: Any) -> str:
+        """Each job of a `batch` message once (identical ones, such as one notification
+        delivered three times, run once). A job that fails is queued again on its own, so the
+        queue's retries and poison queue apply to it alone; if that fails, the whole message is
+        retried (every job is idempotent)."""
+        if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
+            log.error("a batch message is not one of ours; dropping it to the poison queue")
+            raise ValueError("malformed batch message")
+        unique = {json.dumps(job, sort_keys=True): job for job in jobs}
+        outcomes: dict[str, int] = {}
+        for job in unique.values():
+            try:
+                outcome = self.dispatch(job)
+            except Exception as error:
+                from shared.clients import job_queue
+
+                log.warning("a job of a batch failed (%s); queued again on its own", type(error).__name__)
+                job_queue().send(job)
+                outcome = "failed: queued again"
+            outcome = outcome.split(":")[0]
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return f"batch of {len(jobs)}: " + ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items()))
+
+    def dispatch(self, message: dict[str, Any]) -> str:
+        try:
+            kind = message["kind"]
+        except KeyError:
             raise ValueError("malformed job message") from None
         if kind == REFRESH_MEMBER:
             return self.refresh_member(message["tenantId"], message["userId"],

@@ -41,6 +41,9 @@ Dispatcher = Callable[[str, str, list[tuple[str, str]], bytes], Reply]
 
 class DevServer(ThreadingHTTPServer):
     daemon_threads = True  # open keep-alive connections must not hold up shutdown
+    # socketserver's backlog of 5 resets connections when dozens of clients connect at once (a
+    # burst of Graph notifications); a real front end queues them.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], dispatch: Dispatcher) -> None:
         self.dispatch = dispatch

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from shared.settings import StorageConnection
@@ -25,6 +26,7 @@ class JobQueue:
         self._connection = connection
         self.name = name
         self._client: Any = None
+        self._coalescer: Coalescer | None = None
         self._lock = threading.Lock()
 
     @property
@@ -64,5 +66,92 @@ class JobQueue:
         self._get(fast).send_message(body, visibility_timeout=min(max(0, delay), MAX_DELAY_SECONDS) or None,
                                      **(FAST if fast else {}))
 
+    def send_together(self, jobs: list[dict[str, Any]]) -> None:
+        """Queue jobs for a caller that must answer fast, gathered with other callers' jobs into
+        as few messages as fit (`Coalescer`); returns once they are queued."""
+        if self._coalescer is None:
+            with self._lock:
+                if self._coalescer is None:
+                    self._coalescer = Coalescer(self._put_packed)
+        self._coalescer.submit(jobs)
+
+    def _put_packed(self, jobs: list[dict[str, Any]]) -> None:
+        for message in pack(jobs):
+            self.send(message, fast=True)
+
     def peek_count(self) -> int:
         return int(self.client.get_queue_properties().approximate_message_count)
+
+
+# A queue message is at most 64 KiB and ours are base64-encoded (4 bytes per 3), so the JSON of
+# one message stays under 48 KiB; a little is left for the envelope.
+MESSAGE_BUDGET = 46_000
+BATCH = "batch"
+
+
+def pack(jobs: list[dict[str, Any]], budget: int = MESSAGE_BUDGET) -> list[dict[str, Any]]:
+    """Jobs packed into as few messages as fit the budget: a lone job is sent as itself, several
+    as one `batch` message whose consumer runs each (consent/jobs.py)."""
+    messages: list[list[dict[str, Any]]] = []
+    size = budget
+    for job in jobs:
+        length = len(json.dumps(job, separators=(",", ":"))) + 1
+        if size + length > budget:
+            messages.append([])
+            size = 40
+        messages[-1].append(job)
+        size += length
+    return [group[0] if len(group) == 1 else {"kind": BATCH, "jobs": group} for group in messages]
+
+
+class _Entry:
+    __slots__ = ("done", "error", "jobs")
+
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        self.jobs = jobs
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class Coalescer:
+    """Group commit for callers that each must know their jobs are queued before they answer
+    (the Graph notification route). While one caller's put is in flight, the jobs of every caller
+    that arrives meanwhile are gathered; the next caller to find the queue free puts all of them
+    in one message and wakes them. Each caller returns only after the message holding its jobs
+    was accepted by the queue, or raises its error, so nothing is acknowledged that is not queued.
+    Under a burst, puts per second stop bounding deliveries per second."""
+
+    def __init__(self, put: Callable[[list[dict[str, Any]]], None]) -> None:
+        self._put = put
+        self._cond = threading.Condition()
+        self._pending: list[_Entry] = []
+        self._busy = False
+
+    def submit(self, jobs: list[dict[str, Any]]) -> None:
+        if not jobs:
+            return
+        entry = _Entry(jobs)
+        with self._cond:
+            self._pending.append(entry)
+            while not entry.done:
+                if self._busy:
+                    # No timeout: the caller putting now always wakes us (its put has its own
+                    # short timeouts), and a timed wait hangs under libfaketime (tools/waits.py).
+                    self._cond.wait()
+                    continue
+                self._busy = True
+                taken, self._pending = self._pending, []
+                self._cond.release()
+                error: BaseException | None = None
+                try:
+                    self._put([job for each in taken for job in each.jobs])
+                except Exception as failure:
+                    error = failure
+                finally:
+                    self._cond.acquire()
+                    for each in taken:
+                        each.done, each.error = True, error
+                    self._busy = False
+                    self._cond.notify_all()
+        if entry.error is not None:
+            raise entry.error

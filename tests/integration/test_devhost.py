@@ -368,3 +368,20 @@ def test_cli_serves_and_stops_on_signal(azurite: str, tmp_path: Path, signum: in
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_function_disabled_by_its_app_setting_is_not_triggered(azurite: str) -> None:
+    """`AzureWebJobs.<name>.Disabled`: the queue is not polled; the other functions still run."""
+    name = "devhost-disabled"
+    settings = {**app_settings(azurite), "WORK_QUEUE": name, "AzureWebJobs.worker.Disabled": "true"}
+    client = queue(azurite, name)
+    client.send_message(base64.b64encode(b"left alone").decode())
+    local = LocalHost(sample_app.app, settings=settings, host_json=HOST_JSON, port=0).start()
+    try:
+        assert requests.get(f"{local.base_url}/api/items/7", timeout=5).status_code == 200
+        time.sleep(2.5)  # two polling intervals
+        assert worker_entries(b"left alone") == []
+        assert client.get_queue_properties().approximate_message_count == 1
+    finally:
+        local.stop()
+        client.delete_queue()

@@ -20,7 +20,7 @@ def run_queued(kinds: set[str] | None = None, *, rounds: int = 5) -> list[tuple[
             break
         for message in messages:
             kind = json.loads(message.content)["kind"]
-            if kinds is None or kind in kinds:
+            if kinds is None or kind in kinds or kind == "batch":
                 done.append((kind, jobs_service().run(message.content)))
             queue.client.delete_message(message)
     return done

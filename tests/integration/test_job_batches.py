@@ -1,0 +1,133 @@
+"""Jobs gathered into one queue message (shared/queues.py `Coalescer`, `pack`; consent/jobs.py
+`run_batch`), on Azurite through the real queue SDK. The gathering is within one process by
+nature (callers of one host waiting on one put), so threads are the right proof here; the route
+itself is exercised across processes by tests/integration/test_sync.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from shared.queues import BATCH, MESSAGE_BUDGET, Coalescer, pack
+
+
+def drain(queue) -> list[dict]:
+    found = []
+    while True:
+        messages = list(queue.client.receive_messages(max_messages=32, visibility_timeout=60))
+        if not messages:
+            return found
+        for message in messages:
+            found.append(json.loads(message.content))
+            queue.client.delete_message(message)
+
+
+def jobs_in(messages: list[dict]) -> list[dict]:
+    return [job for m in messages for job in (m["jobs"] if m["kind"] == BATCH else [m])]
+
+
+def test_pack_keeps_every_job_and_each_message_within_the_queues_limit():
+    jobs = [{"kind": "sync.notification", "eventId": f"AAMk{n:05d}" + "x" * 400} for n in range(400)]
+    messages = pack(jobs)
+    assert jobs_in(messages) == jobs
+    assert len(messages) > 1
+    # 64 KiB after base64 (4 bytes per 3): the JSON itself must stay under 48 KiB.
+    assert all(len(json.dumps(m, separators=(",", ":"))) <= MESSAGE_BUDGET for m in messages)
+    assert pack(jobs[:1]) == jobs[:1]  # a lone job is sent as itself
+    assert pack([]) == []
+
+
+def test_callers_arriving_during_a_put_share_the_next_message(app_env):
+    from shared.clients import job_queue
+
+    queue = job_queue()
+    puts = []
+
+    def slow_put(jobs):
+        puts.append(len(jobs))
+        time.sleep(0.05)  # a put in flight while other callers arrive
+        for message in pack(jobs):
+            queue.send(message)
+
+    coalescer = Coalescer(slow_put)
+    callers = 60
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda n: coalescer.submit([{"kind": "t", "n": n}, {"kind": "t", "n": n, "second": 1}]),
+                      range(callers)))
+    messages = drain(queue)
+    got = sorted((job["n"], job.get("second", 0)) for job in jobs_in(messages))
+    assert got == sorted((n, s) for n in range(callers) for s in (0, 1))  # every job, once
+    assert sum(puts) == 2 * callers
+    assert len(puts) < callers / 3, puts  # gathered: far fewer puts than callers
+
+
+def test_every_caller_waiting_on_a_failed_put_gets_the_error():
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def failing_put(jobs):
+        calls.append(list(jobs))
+        if len(calls) == 1:
+            started.set()
+            release.wait()  # untimed: a timed wait hangs under libfaketime
+        raise ConnectionError("queue unreachable")
+
+    coalescer = Coalescer(failing_put)
+    errors = []
+
+    def submit(n):
+        try:
+            coalescer.submit([{"n": n}])
+        except ConnectionError as error:
+            errors.append((n, str(error)))
+
+    first = threading.Thread(target=submit, args=(0,))
+    first.start()
+    started.wait()
+    others = [threading.Thread(target=submit, args=(n,)) for n in range(1, 6)]
+    for thread in others:
+        thread.start()
+    time.sleep(0.2)  # the five wait behind the first put
+    release.set()
+    for thread in [first, *others]:
+        thread.join()
+    assert sorted(n for n, _ in errors) == list(range(6))  # nobody is told "queued"
+    assert [len(c) for c in calls] == [1, 5]  # the waiting five were tried together
+
+
+def test_a_batch_runs_each_job_once_and_requeues_a_failure_alone(app_env):
+    from consent.background import jobs_service
+    from shared.clients import job_queue
+
+    service = jobs_service()
+    ran = []
+
+    def dispatch(job):
+        ran.append(job)
+        if job.get("fail"):
+            raise RuntimeError("passing failure")
+        return f"done: {job['n']}"
+
+    original = service.dispatch
+    service.dispatch = dispatch
+    try:
+        body = json.dumps({"kind": BATCH, "jobs": [{"kind": "t", "n": 1}, {"kind": "t", "n": 1},
+                                                   {"kind": "t", "n": 2, "fail": True}, {"kind": "t", "n": 3}]})
+        outcome = service.run(body)
+    finally:
+        service.dispatch = original
+    assert sorted(job["n"] for job in ran) == [1, 2, 3]  # the duplicate ran once
+    assert outcome == "batch of 4: 2 done, 1 failed"
+    assert drain(job_queue()) == [{"kind": "t", "n": 2, "fail": True}]  # queued again on its own
+
+
+@pytest.mark.parametrize("body", [{"kind": BATCH}, {"kind": BATCH, "jobs": [1, 2]}, {"kind": BATCH, "jobs": "x"}])
+def test_a_malformed_batch_goes_to_the_poison_queue(app_env, body):
+    from consent.background import jobs_service
+
+    with pytest.raises(ValueError, match="malformed batch message"):
+        jobs_service().run(json.dumps(body))
