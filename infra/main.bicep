@@ -312,6 +312,16 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // the form of Azure-Samples/fastapi-on-azure-functions, infra/app/api.bicep.
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+    // The request, tenant and invocation ids of each log line reach Application Insights as
+    // dimensions only through OpenTelemetry (shared/logs.py): the worker starts the Azure Monitor
+    // distro (azure-monitor-opentelemetry, requirements.txt) with this setting, and host.json's
+    // telemetryMode OpenTelemetry stops the host from writing the same lines a second time. Both
+    // send with the identity above (APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
+    PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+    // The distro's automatic instrumentations stay off: a dependency record per Graph or storage
+    // call would carry mailbox addresses and row keys in its URL. Graph calls are logged by
+    // shared/graph.py (status, time, request-id), which the workbook and the 429 alert read.
+    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: 'azure_sdk,django,fastapi,flask,httpx,httpx2,psycopg2,requests,urllib,urllib3'
     // DefaultAzureCredential in the code picks the user-assigned identity by this client id.
     AZURE_CLIENT_ID: identity.properties.clientId
     // The service's tables and queue; the queue trigger's connection "SERVICE_STORAGE" resolves to these.

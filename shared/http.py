@@ -19,7 +19,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.errors import InvalidRequest, PayloadTooLarge, ServiceError
-from shared.logs import request_context
+from shared.logs import invocation_context, request_context, takes_context, tenant_context
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,12 @@ def wrap(handler: Handler, render: Callable[[ServiceError], func.HttpResponse]) 
     error the caller should see into the answer (the JSON envelope, or an HTML page)."""
 
     @functools.wraps(handler)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+    def wrapper(req: func.HttpRequest, context: func.Context | None = None) -> func.HttpResponse:
         request_id = request_id_of(req)
-        with request_context(request_id):
+        # Every line of the request carries its id, the route's tenant (a GUID, else none) and
+        # the Functions invocation id (shared/logs.py says which of them reach Application Insights).
+        with (request_context(request_id), tenant_context((req.route_params or {}).get("tenantId")),
+              invocation_context(context)):
             try:
                 response = handler(req)
             except Exception as raised:
@@ -89,6 +92,7 @@ def wrap(handler: Handler, render: Callable[[ServiceError], func.HttpResponse]) 
             response.headers[REQUEST_ID_HEADER] = request_id
             return response
 
+    takes_context(wrapper, handler)  # so the worker passes `context` (its invocation id)
     return wrapper
 
 
