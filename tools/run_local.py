@@ -1,7 +1,9 @@
 """`make run`: Azurite, the sandbox and the function host, together, until Ctrl-C.
 
 The host is Azure Functions Core Tools' `func start` where it is installed, else the project's
-small local host (`python -m devhost`). Both read `local.settings.json`.
+small local host (`python -m devhost`). Both read `local.settings.json`. The local console (a page
+that plays the 10KC web app, devhost/console) is served by the local host at /console/, or beside
+`func start` on a port of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL = Path(os.environ.get("RUN_LOCAL_DIR") or ROOT / ".local")
 SANDBOX_PORT = 8443
 HOST_PORT = 7071
+CONSOLE_PORT = 7072  # the console's own port, only beside `func start` (devhost serves it on HOST_PORT)
 AZURITE_PORTS = (10000, 10001, 10002)
 
 
@@ -70,15 +73,26 @@ def demo_caller(settings: dict[str, str]) -> dict[str, str] | None:
     return None
 
 
-def _host_command() -> tuple[list[str], str]:
+def _host_command(seed: Path) -> tuple[list[str], str, str]:
+    """The host's command, its name, and the console's URL."""
     func = shutil.which("func")
     if func:
-        return [func, "start", "--port", str(HOST_PORT)], "Azure Functions Core Tools (func start)"
-    return [sys.executable, "-m", "devhost", "--port", str(HOST_PORT)], "the project's local host (devhost)"
+        return ([func, "start", "--port", str(HOST_PORT)], "Azure Functions Core Tools (func start)",
+                f"http://127.0.0.1:{CONSOLE_PORT}/console/")
+    return ([sys.executable, "-m", "devhost", "--port", str(HOST_PORT), "--console", "--console-seed", str(seed)],
+            "the project's local host (devhost)", f"http://127.0.0.1:{HOST_PORT}/console/")
+
+
+def with_console_origin(origins: str, console_url: str) -> str:
+    """ALLOWED_RETURN_ORIGINS plus the console's origin, so that consent pages link back to it."""
+    origin = console_url.split("/console/")[0]
+    listed = [o.strip() for o in origins.split(",") if o.strip()]
+    return ",".join(listed if origin in listed else [*listed, origin])
 
 
 def main() -> int:
-    busy = [p for p in (*AZURITE_PORTS, SANDBOX_PORT, HOST_PORT) if not _port_free(p)]
+    ports = (*AZURITE_PORTS, SANDBOX_PORT, HOST_PORT, *((CONSOLE_PORT,) if shutil.which("func") else ()))
+    busy = [p for p in ports if not _port_free(p)]
     if busy:
         print(f"make run: ports already in use on 127.0.0.1: {busy}; is another `make run` going?", file=sys.stderr)
         return 1
@@ -110,7 +124,7 @@ def main() -> int:
         started.append(sandbox)
         wait_for_port(SANDBOX_PORT, timeout=30, process=sandbox)
 
-        command, name = _host_command()
+        command, name, console_url = _host_command(LOCAL / "sandbox-seed.json")
         print(f"starting {name} on http://127.0.0.1:{HOST_PORT} ...", flush=True)
         env = dict(os.environ)
         # The machine may set REQUESTS_CA_BUNDLE for everything; the host must trust the sandbox CA
@@ -118,10 +132,19 @@ def main() -> int:
         env["REQUESTS_CA_BUNDLE"] = str(LOCAL / "sandbox" / "ca-bundle.pem")
         for name in missing:  # the environment wins over local.settings.json, as under Core Tools
             env.setdefault(name, settings[name])
+        env["ALLOWED_RETURN_ORIGINS"] = with_console_origin(
+            env.get("ALLOWED_RETURN_ORIGINS") or settings.get("ALLOWED_RETURN_ORIGINS", ""), console_url)
         host = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         started.append(host)
+        if command[0] != sys.executable:  # beside func start: the console on its own port
+            console = subprocess.Popen(
+                [sys.executable, "-m", "devhost.console", "--port", str(CONSOLE_PORT),
+                 "--service", f"http://127.0.0.1:{HOST_PORT}", "--seed", str(LOCAL / "sandbox-seed.json")],
+                cwd=ROOT, env=env, start_new_session=True)
+            started.append(console)
+            wait_for_port(CONSOLE_PORT, timeout=30, process=console)
         wait_for_port(HOST_PORT, timeout=60, process=host)
-        _print_try(settings, day)
+        _print_try(settings, day, console_url)
 
         while not stopping.is_set():
             for process in started:
@@ -160,7 +183,7 @@ def token_command(settings: dict[str, str], ca_shown: Path | str) -> str | None:
             """| python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')""")
 
 
-def _print_try(settings: dict[str, str], day: date) -> None:
+def _print_try(settings: dict[str, str], day: date, console_url: str) -> None:
     ca = LOCAL / "sandbox" / "ca.pem"
     ca_shown = ca.relative_to(ROOT) if ca.is_relative_to(ROOT) else ca
     base = f"http://127.0.0.1:{HOST_PORT}/api"
@@ -170,7 +193,10 @@ def _print_try(settings: dict[str, str], day: date) -> None:
     caller = '-H "Authorization: Bearer $TOKEN" -H "X-Organization-Id: ' + DEMO_ORGANIZATION + '"'
     print(
         f"""
-The service is running.
+The service is running. Open the console, which plays the 10KC web app in your browser:
+
+  {console_url}
+
   health:          curl -s {base}/health
   API document:    curl -s {base}/openapi.yaml
   functions:       curl -s http://127.0.0.1:{HOST_PORT}/admin/functions

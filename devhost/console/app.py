@@ -3,6 +3,7 @@
     GET  /console/                      the page (static/index.html), its CSS and JavaScript
     GET  /console/data/directory        the tenants and people the page offers, where things are
     GET  /console/data/week             people's calendars (the sandbox's) and working hours for a week
+    GET  /console/data/subscription     whether the sandbox's Graph holds a subscription on a mailbox
     *    /console/api/tenants/...       the service's API, with the web app's caller token added
     POST /console/sandbox/respond       an attendee answers in Outlook (the sandbox's control route)
     POST /console/sandbox/delete        someone deletes the meeting in Outlook (ditto)
@@ -134,6 +135,7 @@ class Console:
             routes: dict[tuple[str, str], Callable[[], Reply]] = {
                 ("GET", "data/directory"): lambda: self._directory(host),
                 ("GET", "data/week"): lambda: self._week(query),
+                ("GET", "data/subscription"): lambda: self._subscription(query),
                 ("POST", "sandbox/respond"): lambda: self._respond(self._body(body)),
                 ("POST", "sandbox/delete"): lambda: self._delete(self._body(body)),
                 ("POST", "shortcut/consent"): lambda: self._shortcut(self._body(body), merged, host),
@@ -268,6 +270,22 @@ class Console:
             found.append(person)
         week.link_copies(found)
         return _json(200, {**shown, "people": found})
+
+    def _subscription(self, query: dict[str, str]) -> Reply:
+        """The Graph subscriptions on a person's mailbox (the service makes one within seconds of the
+        organizer's first upcoming booking; before that, Outlook's changes are not notified)."""
+        user = self.config.directory.user(query.get("tenant", ""), query.get("mailbox", ""))
+        if user is None:
+            raise _Refused(404, "not_found", "no such person in the sandbox seed")
+        status, answer = self._sandbox_call("GET", "/_sandbox/subscriptions")
+        if status != 200:
+            raise ConsoleError(f"the sandbox answered {status} for its subscriptions")
+        names = {f"users/{name}/events" for name in (user["mail"], user["userPrincipalName"], user["id"])}
+        found = [{k: s.get(k) for k in ("id", "resource", "changeType", "notificationUrl", "expirationDateTime",
+                                        "paused")}
+                 for s in answer.get("value", [])
+                 if str(s.get("mailboxId", "")).lower() == user["id"] or str(s.get("resource", "")).lower() in names]
+        return _json(200, {"mailbox": user["mail"], "subscriptions": found})
 
     # ----- the sandbox -----
 

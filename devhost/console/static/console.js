@@ -13,7 +13,7 @@
     500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"};
 
   const state = {dir: null, tenant: null, find: null, slots: [], booking: null, calendars: null,
-    cursor: null, polling: false, consentPoll: 0, logged: 0};
+    cursor: null, polling: false, consentPoll: 0, followPoll: 0, logged: 0};
 
   // ----- small helpers -----
   const $ = (id) => document.getElementById(id);
@@ -491,6 +491,7 @@
     say("find-status", `Booked ${r.json.subject}: ${span(new Date(r.json.start), new Date(r.json.end), b.timeZone)}.`,
       "good");
     showBooking(r.json);
+    followSubscription();
     await loadCalendars();
     $("booking").scrollIntoView({behavior: "smooth", block: "start"});
   }
@@ -550,6 +551,28 @@
       return;
     }
     drawWeek($("calendar-week"), state.calendars, {bookingId: b.bookingId});
+  }
+
+  // Whether Graph tells the service about the organizer's mailbox yet: the service subscribes within
+  // seconds of a first upcoming booking; an Outlook action before that reaches it only by its re-read.
+  async function followSubscription() {
+    const mine = ++state.followPoll;
+    for (let i = 0; i < 60 && mine === state.followPoll && state.booking; i++) {
+      const organizer = state.booking.organizer;
+      const query = new URLSearchParams({tenant: tenantId(), mailbox: organizer});
+      const r = await consoleCall("GET", `/console/data/subscription?${query}`);
+      const live = r.status === 200 ? r.json.subscriptions.filter((s) => !s.paused) : [];
+      if (live.length) {
+        say("outlook-follow", `The service follows ${person(organizer).displayName}'s mailbox (a Graph subscription ` +
+          `for ${live[0].changeType}, until ${new Date(live[0].expirationDateTime).toLocaleString()}): what ` +
+          "people do in Outlook reaches it within seconds.", "good");
+        return;
+      }
+      say("outlook-follow", `The service has not subscribed to ${person(organizer).displayName}'s mailbox yet (it ` +
+        "does within seconds of a first booking); an Outlook action before then reaches it only when it re-reads " +
+        "its upcoming bookings.");
+      await sleep(POLL_MS);
+    }
   }
 
   async function readBooking() {
@@ -759,7 +782,7 @@
     const kept = JSON.parse(sessionStorage.getItem("tenkc-console-booking") || "null");
     if (kept && kept.tenant === tenantId() && state.tenant) {
       const b = await api("GET", `/tenants/${tenantId()}/bookings/${kept.id}`, {quiet: true});
-      if (b.status === 200) { showBooking(b.json); await loadCalendars(); }
+      if (b.status === 200) { showBooking(b.json); followSubscription(); await loadCalendars(); }
     }
   }
 
