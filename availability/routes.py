@@ -27,6 +27,9 @@ def availability(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     tenant_id = tenant_id_of(req)
     body = json_body(req)
     from shared.clients import repositories
+    from shared.storage import TENANT_MAX_AGE
 
-    tenant = repositories().require_tenant(tenant_id, organization_id=caller.organization_id)
+    # The tenant row may be up to TENANT_MAX_AGE old (README, "Availability"); free/busy never is.
+    tenant = repositories().require_tenant(tenant_id, organization_id=caller.organization_id,
+                                           max_age=TENANT_MAX_AGE)
     return json_response(availability_service().answer(tenant, body))

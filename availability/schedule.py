@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from availability.slots import Busy, Participant, WorkingHours
 from shared.errors import OutsideSecurityGroup
-from shared.graph import GraphClient, GraphError, graph_time
+from shared.graph import GraphClient, GraphError, graph_time, zone_named
 from shared.people import Mailbox
 
 log = logging.getLogger(__name__)
@@ -75,15 +74,7 @@ def plan(participants: Sequence[str], start: datetime, end: datetime) -> list[Pa
 
 def windows_zone(name: str | None) -> tzinfo | None:
     """A Graph time zone name (Windows, or IANA, or UTC) as a tzinfo; None if unknown."""
-    if not name:
-        return None
-    from tzlocal.windows_tz import win_tz
-
-    iana = win_tz.get(name, name)
-    try:
-        return ZoneInfo(iana)
-    except (KeyError, ValueError):
-        return None
+    return zone_named(name)
 
 
 def _time(value: str | None) -> time | None:

@@ -3,12 +3,15 @@ sandbox's time for the same getSchedule, and the Graph calls each request makes.
 
 20 participants, 14 days, 10 events a day each; the app served by the local host over HTTP,
 Azurite for tables, the sandbox for the identity platform, Graph and Key Vault. Loopback only.
+The service's own share of a request is its latency less the sandbox's own time for the
+getSchedule it made (the sandbox's request log); ends with one `BENCH {json}` line.
 Usage: python bench/availability.py [--requests 40]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -82,6 +85,11 @@ def main() -> None:
         print(line("sandbox getSchedule", graph_times) + " (server side)")
         print(line("service's own share", own) + " (latency minus the sandbox's time)")
         print(f"  Graph calls/request  {statistics.mean(calls):.1f} getSchedule; token requests in all: {token_calls}")
+        own_p50, graph_p50 = statistics.median(own), statistics.median(graph_times)
+        print(f"  own share / getSchedule, p50: {own_p50 / graph_p50:.2f}x")
+        print("BENCH " + json.dumps({"bench": "availability", "request_p50_ms": round(statistics.median(totals), 1),
+                                     "own_share_p50_ms": round(own_p50, 1), "getschedule_p50_ms": round(graph_p50, 1),
+                                     "own_share_ratio": round(own_p50 / graph_p50, 2)}))
 
 
 if __name__ == "__main__":

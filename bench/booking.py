@@ -2,7 +2,10 @@
 round trips it made (re-check getSchedule, create event) and the sandbox's time for them.
 
 Each booking is a fresh Idempotency-Key and a fresh slot in the organizer's calendar, with the
-re-check on (the default). Loopback only. Usage: python bench/booking.py [--bookings 40]
+re-check on (the default). Table Storage requests are counted at the Azure SDK's transport (a
+batch transaction is one request) and only those made for the booking's own request (by its
+request id: the background jobs the local host runs meanwhile are not counted). Ends with one
+`BENCH {json}` line. Loopback only. Usage: python bench/booking.py [--bookings 40]
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def main() -> None:
     with local_stack([consented(TENANT, "bench.example", users)], [(TENANT, "America/New_York")]) as stack:
         table_port = str(urlsplit(os.environ["SERVICE_STORAGE"].split("TableEndpoint=")[1]).port)
         counted = count_requests_to(table_port)
-        totals, graph_times, kinds, storage = [], [], Counter(), []
+        totals, graph_times, kinds, storage, calls = [], [], Counter(), [], Counter()
         for index in range(args.bookings + 2):
             start = FIRST + timedelta(hours=index)
             body = {"organizer": "u0@bench.example", "attendees": ["u1@bench.example", "u2@bench.example"],
@@ -46,15 +49,18 @@ def main() -> None:
                     "subject": f"Bench {index}", "onlineMeeting": index % 2 == 0}
             since = stack.sandbox.next_request_index()
             counted.clear()
+            request_id = f"bench-booking-{index}"
             began = time.perf_counter()
-            answer = stack.session.post(stack.url(f"/tenants/{TENANT}/bookings"), json=body,
-                                        headers={"Idempotency-Key": f"bench-{index}"}, timeout=60)
+            answer = stack.session.post(stack.url(f"/tenants/{TENANT}/bookings"), json=body, timeout=60,
+                                        headers={"Idempotency-Key": f"bench-{index}", "x-request-id": request_id})
             elapsed = (time.perf_counter() - began) * 1000
             answer.raise_for_status()
             if index < 2:
                 continue  # warm-up: MSAL app, token cache, tables, TLS connections
             log = stack.sandbox.requests(since=since)
-            storage.append(len(counted))
+            mine = [call for rid, call in counted if rid == request_id]
+            storage.append(len(mine))
+            calls.update(call.split("?")[0] for call in mine)
             totals.append(elapsed)
             graph_times.append(sum(e["durationMs"] for e in log))
             kinds.update(f"{e['method']} {e['path'].rsplit('/', 1)[-1]}" for e in log)
@@ -69,23 +75,27 @@ def main() -> None:
               f"p50 latency {statistics.median(totals):.1f} ms")
         per_booking = statistics.mean(storage)
         print(f"  Table Storage requests per booking (counted at the transport): {per_booking:.1f}")
+        for call, count in sorted(calls.items(), key=lambda item: -item[1]):
+            print(f"    {count / args.bookings:4.1f}  {call}")
         print("BENCH " + json.dumps({"bench": "booking", "p50_ms": round(statistics.median(totals), 1),
                                      "storage_requests_per_booking": round(per_booking, 1),
                                      "graph_round_trips_per_booking": round(sum(kinds.values()) / args.bookings, 1)}))
 
 
-def count_requests_to(port: str) -> list[str]:
-    """Every HTTP request the Azure SDK sends to `port` from now on, as "METHOD path" (the SDK's
-    transport is wrapped, so a batch transaction counts once)."""
+def count_requests_to(port: str) -> list[tuple[str, str]]:
+    """Every HTTP request the Azure SDK sends to `port` from now on, as (the request id it was made
+    for, "METHOD path"): the SDK's transport is wrapped, so a batch transaction counts once."""
     from azure.core.pipeline.transport import RequestsTransport
 
-    seen: list[str] = []
+    from shared.logs import current_request_id
+
+    seen: list[tuple[str, str]] = []
     original = RequestsTransport.send
 
     def send(self, request, **kwargs):
         url = urlsplit(request.url)
         if str(url.port) == port:
-            seen.append(f"{request.method} {url.path}")
+            seen.append((current_request_id(), f"{request.method} {url.path}"))
         return original(self, request, **kwargs)
 
     RequestsTransport.send = send

@@ -36,8 +36,11 @@ def booking_service():
 def _tenant(tenant_id: str, caller: Caller):
     """The caller's organization's tenant (another organization's answers 404 as an unknown one)."""
     from shared.clients import repositories
+    from shared.storage import TENANT_MAX_AGE
 
-    return repositories().require_tenant(tenant_id, organization_id=caller.organization_id)
+    # The tenant row may be up to TENANT_MAX_AGE old (README, "Bookings").
+    return repositories().require_tenant(tenant_id, organization_id=caller.organization_id,
+                                         max_age=TENANT_MAX_AGE)
 
 
 @bp.function_name("bookings")
@@ -102,7 +105,7 @@ def list_bookings(req: func.HttpRequest, tenant_id: str, caller: Caller) -> dict
         raise InvalidRequest("status must be confirmed or cancelled.", target="status")
     limit = v.query_int(params.get("limit"), "limit", default=50, minimum=1, maximum=200)
     repos = repositories()
-    tenant = repos.require_tenant(tenant_id, organization_id=caller.organization_id)
+    tenant = _tenant(tenant_id, caller)
     query = listing.Query(organizer=organizer, attendee=attendee, start=start, end=end, status=status)
     if not tenant.owned:  # a claim has no bookings
         if params.get("cursor"):

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 _FORBIDDEN = set("/\\#?%") | {chr(c) for c in range(0x00, 0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 # Keys may be up to 1 KiB; longer values are replaced by a digest (the value is kept as a property).
 MAX_KEY_CHARS = 256
+# Rows a TableStore remembers at most (tenant rows and leases: a few per tenant); then it starts over.
+MAX_REMEMBERED = 10_000
+# How old a tenant row the availability and booking routes may act on: a disconnect, a revoked
+# consent or a change of owner made on another instance takes effect there within this bound (on
+# the instance that made it, at once: its own write replaces what it remembered).
+TENANT_MAX_AGE = 1.0
 
 
 def encode_key(value: str) -> str:
@@ -76,6 +82,9 @@ class Record:
     """A row. Subclasses name their table and how their keys are made."""
 
     TABLE: ClassVar[str]
+    # Rows this process may answer from what it last read or wrote itself (TableStore.recent,
+    # TableStore.known); every write keeps that copy up to date or drops it.
+    REMEMBER: ClassVar[bool] = False
     etag: str | None = field(default=None, compare=False, kw_only=True)
 
     @property
@@ -135,6 +144,7 @@ class TenantRecord(Record):
 @dataclass
 class Tenant(TenantRecord):
     TABLE: ClassVar[str] = "tenants"
+    REMEMBER: ClassVar[bool] = True
     organizationId: str
     organizationName: str
     mode: str  # domain | delegated
@@ -364,6 +374,7 @@ class Lease(TenantRecord):
     """A short lock on a name within a tenant (one organizer's bookings run one at a time)."""
 
     TABLE: ClassVar[str] = "leases"
+    REMEMBER: ClassVar[bool] = True
     name: str
     holder: str | None = None
     expiresAt: datetime | None = None
@@ -396,6 +407,20 @@ R = TypeVar("R", bound=Record)
 # --- the table layer --------------------------------------------------------------------------
 
 
+def _table_transport() -> Any:
+    """The SDK's requests transport on a pooled session that reads the environment once
+    (shared/sessions.py: the per-request proxy scan cost a quarter of a call's CPU)."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    from shared.clients import pooled_session
+    from shared.sessions import ca_bundle, environment_read_once
+
+    session = pooled_session()
+    if environment_read_once(session):
+        return RequestsTransport(session=session, session_owner=False, connection_verify=ca_bundle())
+    return RequestsTransport(session=session, session_owner=False)
+
+
 class TableStore:
     """Thin wrapper over `TableServiceClient`: one client per process, tables created on first
     use, SDK exceptions translated to ours. Construction does no I/O."""
@@ -406,6 +431,11 @@ class TableStore:
         self._service: Any = None
         self._tables: dict[str, Any] = {}
         self._lock = threading.Lock()
+        # Rows of REMEMBER classes as this store last read or wrote them: key -> (monotonic time
+        # the read began or the write ended, record). `_writes` counts writes per key, so a read
+        # that overlapped a write of this process never replaces what the write left.
+        self._rows: dict[tuple[str, str, str], tuple[float, Record]] = {}
+        self._writes: dict[tuple[str, str, str], int] = {}
 
     def _client(self, table: str) -> Any:
         client = self._tables.get(table)
@@ -423,19 +453,66 @@ class TableStore:
         from azure.data.tables import TableServiceClient
 
         if self._service is None:
-            from shared.clients import azure_credential, azure_transport
+            from shared.clients import azure_credential
 
             if self._connection.connection_string:
                 self._service = TableServiceClient.from_connection_string(
-                    self._connection.connection_string, transport=azure_transport())
+                    self._connection.connection_string, transport=_table_transport())
             else:
                 self._service = TableServiceClient(
                     endpoint=self._connection.table_service_uri, credential=azure_credential(),
-                    transport=azure_transport(),
+                    transport=_table_transport(),
                 )
         with contextlib.suppress(ResourceExistsError):
             self._service.create_table(name)
         return self._service.get_table_client(name)
+
+    # What this process last saw of a row (REMEMBER classes only).
+
+    def recent(self, cls: type[R], partition_key: str, row_key: str, *, max_age: float) -> R | None:
+        """The row as this store read or wrote it less than `max_age` seconds ago (counted from
+        before the read), else read now. A missing row is not remembered."""
+        key = (cls.TABLE, partition_key, row_key)
+        held = self._rows.get(key)
+        if held is not None and time.monotonic() - held[0] < max_age and isinstance(held[1], cls):
+            return dataclasses.replace(held[1])  # type: ignore[return-value]
+        return self.get(cls, partition_key, row_key)
+
+    def known(self, cls: type[R], partition_key: str, row_key: str) -> R | None:
+        """The row as this store last read or wrote it, however long ago (None: never, or a write
+        of it failed since). Only for rows whose every write carries the ETag read: a stale copy
+        then costs a failed write, never a wrong one."""
+        held = self._rows.get((cls.TABLE, partition_key, row_key))
+        return dataclasses.replace(held[1]) if held is not None and isinstance(held[1], cls) else None  # type: ignore[return-value]
+
+    def _key(self, record: Record) -> tuple[str, str, str]:
+        return (record.TABLE, record.partition_key, record.row_key)
+
+    def _wrote(self, record: Record, *, deleted: bool = False) -> None:
+        if not record.REMEMBER:
+            return
+        key = self._key(record)
+        with self._lock:
+            self._writes[key] = self._writes.get(key, 0) + 1
+            if deleted:
+                self._rows.pop(key, None)
+            else:
+                self._remember(key, time.monotonic(), dataclasses.replace(record))
+
+    def _forget(self, records: list[Record]) -> None:
+        """A write of these rows failed (or its outcome is unknown): nothing is assumed of them."""
+        with self._lock:
+            for record in records:
+                if record.REMEMBER:
+                    key = self._key(record)
+                    self._writes[key] = self._writes.get(key, 0) + 1
+                    self._rows.pop(key, None)
+
+    def _remember(self, key: tuple[str, str, str], at: float, record: Record) -> None:
+        if len(self._rows) >= MAX_REMEMBERED:
+            self._rows.clear()
+            self._writes.clear()
+        self._rows[key] = (at, record)
 
     # Generic operations on records.
 
@@ -443,11 +520,18 @@ class TableStore:
         """The row, or None. `options` are azure-core's per-operation ones (retry_total, timeouts)."""
         from azure.core.exceptions import ResourceNotFoundError
 
+        key = (cls.TABLE, partition_key, row_key)
+        began, writes = time.monotonic(), self._writes.get(key, 0)
         try:
             entity = self._client(cls.TABLE).get_entity(partition_key, row_key, **options)
         except ResourceNotFoundError:
             return None
-        return cls.from_entity(entity)
+        record = cls.from_entity(entity)
+        if cls.REMEMBER:
+            with self._lock:
+                if self._writes.get(key, 0) == writes:
+                    self._remember(key, began, dataclasses.replace(record))
+        return record
 
     def insert(self, record: R) -> R:
         from azure.core.exceptions import ResourceExistsError
@@ -455,16 +539,26 @@ class TableStore:
         try:
             metadata = self._client(record.TABLE).create_entity(record.to_entity())
         except ResourceExistsError:
+            self._forget([record])
             raise AlreadyExists(f"{record.TABLE} row exists") from None
+        except Exception:
+            self._forget([record])
+            raise
         record.etag = metadata.get("etag")
+        self._wrote(record)
         return record
 
     def upsert(self, record: R) -> R:
         """Write the row whatever is there (for tests and seeding; the service uses ETags)."""
         from azure.data.tables import UpdateMode
 
-        metadata = self._client(record.TABLE).upsert_entity(record.to_entity(), mode=UpdateMode.REPLACE)
+        try:
+            metadata = self._client(record.TABLE).upsert_entity(record.to_entity(), mode=UpdateMode.REPLACE)
+        except Exception:
+            self._forget([record])
+            raise
         record.etag = metadata.get("etag")
+        self._wrote(record)
         return record
 
     def update(self, record: R) -> R:
@@ -481,8 +575,13 @@ class TableStore:
                 match_condition=MatchConditions.IfNotModified,
             )
         except (ResourceModifiedError, ResourceNotFoundError):
+            self._forget([record])
             raise ConcurrencyConflict(f"{record.TABLE} row changed or vanished since it was read") from None
+        except Exception:
+            self._forget([record])
+            raise
         record.etag = metadata.get("etag")
+        self._wrote(record)
         return record
 
     def delete(self, record: Record, *, if_unchanged: bool = True) -> bool:
@@ -496,9 +595,15 @@ class TableStore:
         try:
             self._client(record.TABLE).delete_entity(record.partition_key, record.row_key, **kwargs)
         except ResourceModifiedError:
+            self._forget([record])
             raise ConcurrencyConflict(f"{record.TABLE} row changed since it was read") from None
         except ResourceNotFoundError:
+            self._forget([record])
             return False
+        except Exception:
+            self._forget([record])
+            raise
+        self._wrote(record, deleted=True)
         return True
 
     def query(self, cls: type[R], filter_: str, parameters: dict[str, Any] | None = None,
@@ -528,9 +633,15 @@ class TableStore:
         try:
             self._client(table).submit_transaction([("create", r.to_entity()) for r in records])
         except TableTransactionError as error:
+            self._forget(records)
             if getattr(error, "error_code", None) == "EntityAlreadyExists":
                 raise AlreadyExists(f"{table} row exists") from None
             raise
+        except Exception:
+            self._forget(records)
+            raise
+        for record in records:
+            self._wrote(record)
 
     def transact(self, operations: list[tuple[str, Record]]) -> None:
         """Apply writes to rows of one table and one partition atomically, all or none:
@@ -563,15 +674,20 @@ class TableStore:
         try:
             results = self._client(table).submit_transaction(batch)
         except TableTransactionError as error:
+            self._forget([record for _, record in operations])
             code = getattr(error, "error_code", None)
             if code == "EntityAlreadyExists":
                 raise AlreadyExists(f"{table} row exists") from None
             if code in ("UpdateConditionNotSatisfied", "ResourceNotFound", "ConditionNotMet"):
                 raise ConcurrencyConflict(f"{table} row changed since it was read") from None
             raise
+        except Exception:
+            self._forget([record for _, record in operations])
+            raise
         for (kind, record), result in zip(operations, results, strict=False):
             if kind != "delete" and isinstance(result, dict):
                 record.etag = result.get("etag") or record.etag
+            self._wrote(record, deleted=kind == "delete")
 
     def modify(self, cls: type[R], partition_key: str, row_key: str,
                change: Callable[[R], R | None], *, attempts: int = 10) -> R | None:
@@ -610,20 +726,22 @@ class Repositories:
     def claim(self, tenant_id: str, organization_id: str) -> TenantClaim | None:
         return self.store.get(TenantClaim, tenant_id, TenantClaim.row_key_for(organization_id))
 
-    def view_of(self, tenant_id: str, organization_id: str) -> Tenant | None:
+    def view_of(self, tenant_id: str, organization_id: str, *, max_age: float = 0.0) -> Tenant | None:
         """The tenant as the organization sees it: the tenant it owns, or its open claim (a
-        `Tenant` with `owned` False) while nobody owns the tenant; else None."""
-        tenant = self.tenant(tenant_id)
+        `Tenant` with `owned` False) while nobody owns the tenant; else None. With `max_age`, the
+        tenant row as this process read or wrote it less than that many seconds ago will do."""
+        tenant = self.store.recent(Tenant, tenant_id, "tenant", max_age=max_age) if max_age > 0 \
+            else self.tenant(tenant_id)
         if tenant is not None:
             return tenant if tenant.organizationId == organization_id else None
         claim = self.claim(tenant_id, organization_id)
         return claim.as_tenant() if claim is not None else None
 
-    def require_tenant(self, tenant_id: str, *, organization_id: str) -> Tenant:
+    def require_tenant(self, tenant_id: str, *, organization_id: str, max_age: float = 0.0) -> Tenant:
         """The tenant as the organization sees it, or 404 `tenant_not_found`: a tenant that another
         organization owns answers exactly as an unknown one, so organizations cannot find each
-        other's."""
-        tenant = self.view_of(tenant_id, organization_id)
+        other's. `max_age`: see `view_of` (TENANT_MAX_AGE for the availability and booking routes)."""
+        tenant = self.view_of(tenant_id, organization_id, max_age=max_age)
         if tenant is None:
             raise TenantNotFound("No tenant with this id is registered.", target="tenantId")
         return tenant
@@ -706,6 +824,12 @@ class Repositories:
         return self.store.get(IdempotencyRecord, tenant_id, encode_key(key))
 
     def lease(self, tenant_id: str, name: str) -> Lease | None:
+        """The lease row. A free one is answered from what this process last wrote or read of it
+        (no read): taking it is a write with that ETag, which fails if anyone wrote it since (and
+        the next try reads). A held one is always read, so a release elsewhere is seen."""
+        known = self.store.known(Lease, tenant_id, encode_key(name))
+        if known is not None and (not known.holder or known.expiresAt is None or known.expiresAt <= utcnow()):
+            return known
         return self.store.get(Lease, tenant_id, encode_key(name))
 
     def expired_idempotency_records(self, now: datetime) -> Iterator[IdempotencyRecord]:
