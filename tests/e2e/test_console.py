@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -86,15 +86,18 @@ def clock_range(label: str) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
-def merged(slots: list[dict]) -> list[tuple[str, str]]:
-    """The service's slots as the page draws them: overlapping or touching slots as one range."""
-    ranges: list[list[str]] = []
-    for slot in slots:
-        if ranges and slot["start"] <= ranges[-1][1]:
-            ranges[-1][1] = max(ranges[-1][1], slot["end"])
+def ranges(slots: list[dict]) -> list[tuple[int, str, str]]:
+    """The service's slots as the page draws them: overlapping or touching slots as one range, each
+    as (index of its first slot, start, end), start and end as local "HH:MM"."""
+    found: list[list] = []
+    for index, slot in enumerate(slots):
+        start, end = datetime.fromisoformat(slot["start"]), datetime.fromisoformat(slot["end"])
+        if found and start <= found[-1][2]:
+            if end > found[-1][2]:
+                found[-1][2], found[-1][4] = end, slot["end"]
         else:
-            ranges.append([slot["start"], slot["end"]])
-    return [(start[11:16], end[11:16]) for start, end in ranges]
+            found.append([index, start, end, slot["start"], slot["end"]])
+    return [(index, first[11:16], last[11:16]) for index, _, _, first, last in found]
 
 
 def test_connect_find_book_decline_and_see_the_change(playwright: Playwright, console, sandbox, tmp_path):
@@ -152,15 +155,29 @@ def test_connect_find_book_decline_and_see_the_change(playwright: Playwright, co
         free = grid.get_by_role("button", name=re.compile("^Free for everyone "))
         labels = [free.nth(i).get_attribute("aria-label") or "" for i in range(free.count())]
         drawn = [clock_range(label) for label in labels]
-        assert drawn == merged(answer["slots"]) and drawn
+        expected = ranges(answer["slots"])
+        assert drawn == [(start, end) for _, start, end in expected] and drawn
         tuesday_free = [clock_range(label) for label in labels if f" {tuesday} " in label]
         assert tuesday_free and all(end <= "10:00" or start >= "11:00" for start, end in tuesday_free)
-        expect(page.get_by_label("Slot", exact=True)).to_have_value("0")
+        slot = page.get_by_label("Slot", exact=True)
+        expect(slot).to_have_value("0")
         shot(page, shots, "03-found")
 
-        # 3. Book the first slot; the meeting is in Ada's and Grace's calendars (the sandbox's).
-        first = answer["slots"][0]
-        page.get_by_role("button", name="Book this slot").click()
+        # 3. Book by keyboard: from "Find time", Tab twice to the second free range, Enter picks its
+        # first slot and moves to the slot's choice; three Tabs on (subject, online), Enter books.
+        second = expected[1][0]
+        first = answer["slots"][second]
+        page.get_by_role("button", name="Find time").focus()
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        expect(free.nth(1)).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(slot).to_be_focused()
+        expect(slot).to_have_value(str(second))
+        for _ in range(3):
+            page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Book this slot")).to_be_focused()
+        page.keyboard.press("Enter")
         expect(status).to_contain_text("Booked Mentoring: Ada / Grace", timeout=WAIT)
         card = page.locator("#booking-card")
         expect(card.locator("[data-field=status]")).to_have_text("confirmed")

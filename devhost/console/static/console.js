@@ -3,7 +3,7 @@
    token); calls to the sandbox go through the console's own routes (/console/sandbox/...). */
 "use strict";
 (function () {
-  const HOUR_PX = 22;
+  const HOUR_PX = 26;
   const LOG_LIMIT = 200;
   const POLL_MS = 2000;
   const PALETTE = ["#2f6fb0", "#b0562f", "#2f8f5b", "#8a3fa8", "#a8893f", "#3f8fa8"];
@@ -368,7 +368,7 @@
           if (!spot || local(range.start, zone).date !== day.date) continue;
           const label = `Free for everyone ${span(range.start, range.end, zone)}: pick its first slot`;
           const button = el("button", {type: "button", class: "free", "aria-label": label, title: label,
-            onclick: () => pickSlot(state.slots.indexOf(range.slots[0]))});
+            onclick: () => pickSlot(state.slots.indexOf(range.slots[0]), {focus: true})});
           button.style.top = spot.top + "px";
           button.style.height = spot.height + "px";
           lane.append(button);
@@ -462,12 +462,15 @@
     }
   }
 
-  function pickSlot(index) {
+  // The grid is drawn again around the pick; a pick from the grid moves the focus to the slot's
+  // choice, the next step, so a keyboard user is not left on a button that no longer exists.
+  function pickSlot(index, {focus = false} = {}) {
     if (index >= 0) $("slot").value = String(index);
     const picked = index >= 0 ? state.slots[index] : null;
     drawWeek($("find-week"), state.find.wk, {slots: state.slots, participants: state.find.answer.participants,
       picked});
     updateRescheduleButton();
+    if (focus) $("slot").focus();
   }
 
   // ----- 3. the booking -----
@@ -688,7 +691,10 @@
     if (c.booking && state.booking && c.booking.bookingId === state.booking.bookingId) {
       showBooking(c.booking);
       loadCalendars();
-      if (c.cause !== "api") say("booking-status", `From the changes feed: ${c.type} · ${c.cause}.`, "good");
+      // What the console did itself it has said already; what people did in Outlook, the feed says.
+      if (!["api", "rescheduled"].includes(c.cause)) {
+        say("booking-status", `From the changes feed: ${c.type} · ${c.cause}.`, "good");
+      }
     }
     if (c.type === "tenant.status_changed") refreshTenant({quiet: true});
   }
