@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect
 from sandbox.demo import demo_day
 from tests.conftest import BASE_ENV, SANDBOX_SEED
 from tests.e2e.conftest import launch, require_tools
-from tests.support.callers import caller_token
+from tests.support.callers import WEB_APP, caller_token
 from tests.support.console_host import (
     NORTHWIND,
     console_seed,
@@ -303,3 +303,54 @@ def test_a_delegated_tenant_by_the_real_flow_then_members_connect(browser: Brows
     expect(free.first).to_be_visible()
     shot(page, shots, "02-delegated-members")
     context.close()
+
+
+def test_the_console_answers_only_its_own_page_on_loopback(console):
+    """Another site open in the same browser cannot make the console act (no X-Console header
+    without a CORS preflight the console never allows; a foreign Origin), nor can a page that
+    rebinds a name to 127.0.0.1 (the Host is checked); the console forwards only the service's
+    tenant routes; the web app's secret and token reach neither the browser nor the log."""
+    base = f"{console.base_url}/console"
+    plain = requests.Session()
+    plain.trust_env = False
+    own = {"X-Console": "1", "X-Organization-Id": ORGANIZATION}
+
+    page = plain.get(f"{base}/", timeout=30)
+    assert page.status_code == 200 and "10KC console" in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert plain.get(base, allow_redirects=False, timeout=30).headers["Location"] == "/console/"
+
+    directory = plain.get(f"{base}/data/directory", headers=own, timeout=30)
+    assert directory.status_code == 200
+    assert [t["tenantId"] for t in directory.json()["tenants"]] == [CONTOSO, NORTHWIND]
+    refused = [
+        plain.get(f"{base}/data/directory", timeout=30),  # no X-Console: not the console's page
+        plain.get(f"{base}/data/directory", headers={**own, "Origin": "https://evil.example"}, timeout=30),
+        plain.get(f"{base}/data/directory", headers={**own, "Sec-Fetch-Site": "cross-site"}, timeout=30),
+        plain.get(f"{base}/data/directory", headers={**own, "Host": f"evil.example:{console.port}"}, timeout=30),
+        plain.post(f"{base}/api/tenants/{CONTOSO}/availability", data="{}", timeout=30,
+                   headers={"Content-Type": "text/plain", "X-Organization-Id": ORGANIZATION}),
+    ]
+    assert [r.status_code for r in refused] == [403] * 5
+    assert all(r.json()["error"]["code"] == "forbidden" for r in refused)
+
+    # Only /api/tenants/... is forwarded, with the caller's token added; the service answers.
+    assert plain.get(f"{base}/api/health", headers=own, timeout=30).status_code == 404
+    assert plain.get(f"{base}/api/tenants/../health", headers=own, timeout=30).status_code == 404
+    unknown = plain.get(f"{base}/api/tenants/{CONTOSO}", headers=own, timeout=30)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "tenant_not_found"
+    assert unknown.headers["x-request-id"]
+    bad = plain.get(f"{base}/api/tenants/{CONTOSO}", headers={"X-Console": "1"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["target"] == "X-Organization-Id"
+    assert plain.post(f"{base}/sandbox/respond", headers=own, json={"email": ADA, "eventId": "x",
+                                                                    "response": "maybe"}, timeout=30).status_code == 400
+    week = plain.get(f"{base}/data/week", headers=own, timeout=30,
+                     params={"tenant": CONTOSO, "people": ADA, "start": "not-a-date", "zone": "UTC"})
+    assert week.status_code == 400 and week.json()["error"]["code"] == "invalid_request"
+
+    secret = WEB_APP["clientSecret"]  # the caller the console plays (tests/support/callers.py)
+    log = console.log.read_text()
+    for answer in (page, directory, unknown):
+        assert secret not in answer.text and "eyJ" not in answer.text  # no secret, no JWT
+    assert secret not in log and "eyJ" not in log
