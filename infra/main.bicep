@@ -173,6 +173,10 @@ param logRetentionDays int = 30
 @maxValue(90)
 param keyVaultRetentionDays int = 90
 
+@description('E-mail address of the operators (a shared mailbox or list, ideally): every alert rule sends to it through one action group (README, "Operations").')
+@minLength(3)
+param alertEmail string
+
 @description('Object ID of the operators (a group, ideally) who write the app credential into the vault: granted Key Vault Secrets Officer and Certificates Officer on it. Empty: nobody.')
 param operatorPrincipalId string = ''
 
@@ -229,6 +233,29 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: allTags
     retentionDays: logRetentionDays
+  }
+}
+
+// What ops sees: alert rules e-mailing the operators, and the operations workbook, both reading
+// the workspace behind Application Insights (README, "Operations").
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    workspaceId: monitoring.outputs.workspaceId
+    location: location
+    tags: allTags
+    baseName: baseName
+    alertEmail: alertEmail
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    workspaceId: monitoring.outputs.workspaceId
+    location: location
+    tags: allTags
+    displayName: '10KC calendar integration: operations (${environmentName})'
   }
 }
 
@@ -312,15 +339,12 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // the form of Azure-Samples/fastapi-on-azure-functions, infra/app/api.bicep.
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
-    // The request, tenant and invocation ids of each log line reach Application Insights as
-    // dimensions only through OpenTelemetry (shared/logs.py): the worker starts the Azure Monitor
-    // distro (azure-monitor-opentelemetry, requirements.txt) with this setting, and host.json's
-    // telemetryMode OpenTelemetry stops the host from writing the same lines a second time. Both
-    // send with the identity above (APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
+    // Log lines keep their request, tenant and invocation ids as dimensions only through OpenTelemetry
+    // (shared/logs.py): the worker starts azure-monitor-opentelemetry with this; host.json's telemetryMode
+    // stops the host writing the lines twice. Both send with the identity above.
     PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
-    // The distro's automatic instrumentations stay off: a dependency record per Graph or storage
-    // call would carry mailbox addresses and row keys in its URL. Graph calls are logged by
-    // shared/graph.py (status, time, request-id), which the workbook and the 429 alert read.
+    // The distro's instrumentations stay off: a dependency record per Graph or storage call would carry
+    // mailbox addresses in its URL. shared/graph.py logs each Graph call (the workbook, the 429 alert).
     OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: 'azure_sdk,django,fastapi,flask,httpx,httpx2,psycopg2,requests,urllib,urllib3'
     // DefaultAzureCredential in the code picks the user-assigned identity by this client id.
     AZURE_CLIENT_ID: identity.properties.clientId

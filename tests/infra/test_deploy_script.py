@@ -87,6 +87,7 @@ def stub(tmp_path: Path) -> dict[str, str]:
     document["parameters"]["allowedReturnOrigins"]["value"] = "https://app.10kc.example"
     document["parameters"]["apiAudience"]["value"] = "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
     document["parameters"]["allowedCallerAppIds"]["value"] = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+    document["parameters"]["alertEmail"]["value"] = "ops@10kc.example"
     params.write_text(json.dumps(document))
     state = tmp_path / "state"
     state.mkdir()
