@@ -222,3 +222,14 @@ def test_the_graph_line_the_queries_parse_is_the_one_shared_graph_writes():
 ])
 def test_every_line_the_queries_read_is_logged_by_the_code(line):
     assert line in production_sources(), f"no production code logs {line!r} (README, Operations)"
+
+
+def test_the_readme_queries_parse_against_the_same_tables():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n## Operations\n")
+    end = readme.find("\n## ", start + 1)
+    section = readme[start : end if end != -1 else len(readme)]
+    blocks = re.findall(r"```kusto\n(.*?)```", section, flags=re.DOTALL)
+    queries = {f"readme {i}": q for i, q in enumerate(q.strip() for b in blocks for q in re.split(r"\n\s*\n", b))}
+    assert len(queries) >= 3
+    assert {name: found for name, found in kusto_diagnostics(queries).items() if found} == {}
