@@ -4,9 +4,8 @@ stops the app at start with its name; nothing here does I/O or builds an SDK cli
 import azure.functions as func
 
 from availability.routes import bp as availability_bp
-from booking.background import bp as reconciler_bp
+from background.functions import bp as background_bp
 from booking.routes import bp as booking_bp
-from consent.background import bp as background_bp
 from consent.routes import bp as consent_bp
 from shared import platform_routes
 from shared.logs import configure_logging
@@ -22,7 +21,6 @@ app.register_functions(consent_bp)
 app.register_functions(availability_bp)
 app.register_functions(booking_bp)
 app.register_functions(background_bp)
-app.register_functions(reconciler_bp)
 app.register_functions(sync_bp)
 app.register_functions(platform_routes.bp)
 platform_routes.bind_routes(app)

@@ -1,24 +1,22 @@
-"""The booking reconciler: a timer that finishes bookings left `creating` or `uncertain`.
+"""The booking reconciler's sweep: finish bookings left `creating` or `uncertain`.
 
 A caller that got 503 `booking_outcome_unknown` may never retry, and a host may die between the
-create and the confirmation. Each run pages the rows in those states whose last attempt can no
+create and the confirmation. Each page takes the rows in those states whose last attempt can no
 longer land (or that never sent one and are older than a hold), and for each one takes the key over
 and does what a retry with the key would do (`BookingService.reconcile`): adopt the event found by
-its tag, or create it once. A run does at most `PER_RUN` rows; the next run takes the rest.
+its tag, or create it once. A page does at most `PER_RUN` rows; a full page hands on to the next
+(background/jobs.py runs it on the reconciler timer).
 """
 
 from __future__ import annotations
 
 import logging
-
-import azure.functions as func
-
-from shared.logs import request_context
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-bp = func.Blueprint()
 PER_RUN = 200
+MAX_PAGES = 10
 
 
 def reconcile_stuck(per_run: int = PER_RUN) -> dict[str, int]:
@@ -41,22 +39,10 @@ def reconcile_stuck(per_run: int = PER_RUN) -> dict[str, int]:
     return outcomes
 
 
-def keep_subscriptions(per_run: int = PER_RUN) -> dict[str, int]:
-    """Renew subscriptions due, make again those Graph lost, drop those of organizers with no
-    upcoming booking or of tenants not enabled (sync/subscriptions.py)."""
-    from sync.jobs import subscriptions
-
-    outcomes = subscriptions().sweep(limit=per_run)
-    if outcomes:
-        log.info("subscriptions: %s", ", ".join(f"{count} {what}" for what, count in sorted(outcomes.items())))
-    return outcomes
-
-
-# UTC; the schedule is an app setting (default every 2 minutes); one run at a time.
-@bp.function_name("booking_reconciler")
-@bp.timer_trigger(schedule="%BOOKING_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False,
-                  use_monitor=True)
-def booking_reconciler(timer: func.TimerRequest) -> None:
-    with request_context("reconciler"):
-        reconcile_stuck()
-        keep_subscriptions()
+def stuck_page(run: Any) -> tuple[str, Any]:
+    outcomes = reconcile_stuck()
+    done = sum(outcomes.values())
+    # Rows finished leave the query; rows still stuck (Graph failing) stay in it, so a run hands
+    # on at most MAX_PAGES times and the next timer run takes the rest.
+    more = done == PER_RUN and run.page < MAX_PAGES
+    return f"{done} stuck booking(s)", ({"more": True} if more else None)

@@ -1,7 +1,6 @@
-"""Background work: keep delegated members' refresh tokens alive, and check domain tenants' consent.
-
-The timer only enqueues (so one run stays short at any tenant count) and cleans up expired rows;
-each queue message is one job, run by the queue function:
+"""Background work of consent: keep delegated members' refresh tokens alive, check domain
+tenants' consent, delete expired rows. The timer's sweeps (background/jobs.py) page through the
+due members and the enabled domain tenants, a page at a time, and queue one job each:
 
 - `refresh_member`: redeem the member's refresh token through MSAL, write the new one to Key Vault
   as a new version of the same secret, move the member's row to that version with an ETag check
@@ -12,28 +11,31 @@ each queue message is one job, run by the queue function:
   700016, 7000229, 65001, or the role gone) makes it `consent_revoked`; our own credential's fault
   (7000215, 7000222, 700027) changes no tenant and is logged as an operator alert.
 
-Jobs are idempotent: a member refreshed since the job was enqueued is skipped, and a tenant check
-changes nothing twice. Passing failures raise, so the queue retries them and, after
-`maxDequeueCount`, moves them to the poison queue; nothing is dropped silently.
+Jobs are idempotent: a member refreshed since the job was enqueued is skipped, a member of a tenant
+that is not `enabled` is never refreshed, and a tenant check changes nothing twice. Passing
+failures raise, so the queue retries them and, after `maxDequeueCount`, moves them to the poison
+queue; nothing is dropped silently.
 
 Pacing: Key Vault takes about 300 secret writes per 10 seconds per vault, and each refresh writes
-one. The timer hides the i-th member job for i / REFRESH_JOBS_PER_SECOND seconds, so however many
+one. The i-th member job of a run is hidden until i / REFRESH_JOBS_PER_SECOND seconds after the
+run started, so however many
 instances run the queue function, the writes arrive at most at that rate.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import itertools
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from shared.errors import ConcurrencyConflict, SecretNotFound, SecretUnavailable
 from shared.members import REFRESH_EVERY, MemberTokens
-from shared.queues import BATCH, JobQueue
 from shared.storage import ConnectedUser, Repositories, Tenant, utcnow
 from shared.tokens import CALENDAR_ROLES, IdentityError, TokenProvider, token_claims
 
@@ -50,72 +52,8 @@ def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-class Timer:
-    """What one timer run does: enqueue the due jobs, delete what has expired."""
-
-    def __init__(self, repos: Repositories, queue: JobQueue, *, jobs_per_second: int,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self.repos = repos
-        self.queue = queue
-        self.jobs_per_second = jobs_per_second
-        self.clock = clock
-
-    def run(self) -> dict[str, int]:
-        now = self.clock()
-        members = self._enqueue_members(now)
-        tenants = self._enqueue_tenants(now)
-        cleaned = self._clean(now)
-        log.info("timer: %d member refresh job(s), %d tenant check(s) enqueued; %d expired row(s) deleted",
-                 members, tenants, cleaned)
-        return {"members": members, "tenants": tenants, "cleaned": cleaned}
-
-    def _send_all(self, messages: list[tuple[dict[str, Any], int]]) -> None:
-        if not messages:
-            return
-        with ThreadPoolExecutor(max_workers=min(SENDERS, len(messages)), thread_name_prefix="enqueue") as pool:
-            list(pool.map(lambda item: self.queue.send(item[0], delay=item[1]), messages))
-
-    def _enqueue_members(self, now: datetime) -> int:
-        count, token = 0, None
-        while True:
-            users, token = self.repos.users_due_page(now, page_size=PAGE, continuation=token)
-            batch = []
-            for user in users:
-                # Staggered: the i-th job becomes visible after i / rate seconds (Key Vault's write limit).
-                batch.append(({"kind": REFRESH_MEMBER, "tenantId": user.tenantId, "userId": user.userId,
-                               "enqueuedAt": _iso(now)}, count // self.jobs_per_second))
-                count += 1
-            self._send_all(batch)
-            if token is None:
-                return count
-
-    def _enqueue_tenants(self, now: datetime) -> int:
-        count, token = 0, None
-        while True:
-            tenants, token = self.repos.tenants_page(status="enabled", mode="domain", page_size=PAGE,
-                                                     continuation=token)
-            self._send_all([({"kind": CHECK_TENANT, "tenantId": t.tenantId, "enqueuedAt": _iso(now)}, 0)
-                            for t in tenants])
-            count += len(tenants)
-            if token is None:
-                return count
-
-    def _clean(self, now: datetime) -> int:
-        # A request's outcome stays readable (status route) for a day after its link expired.
-        expired = [*self.repos.expired_consent_requests(now - CONSENT_OUTCOME_KEPT),
-                   *self.repos.expired_consent_states(now),
-                   *self.repos.expired_idempotency_records(now)]
-        for record in expired:
-            # Changed since read (in use): the next run sees it again.
-            with contextlib.suppress(ConcurrencyConflict):
-                self.repos.store.delete(record)
-        from sync.changes import ChangeLog
-
-        return len(expired) + ChangeLog(self.repos, clock=self.clock).prune(now)
-
-
 class Jobs:
-    """One queue message, one job."""
+    """The consent feature's jobs: a member's refresh, a domain tenant's consent check."""
 
     def __init__(self, repos: Repositories, members: MemberTokens, tokens: TokenProvider,
                  clock: Callable[[], datetime] = utcnow) -> None:
@@ -124,63 +62,15 @@ class Jobs:
         self.tokens = tokens
         self.clock = clock
 
-    def run(self, body: bytes | str) -> str:
-        try:
-            message = json.loads(body)
-            kind = message["kind"]
-        except (ValueError, KeyError, TypeError):
-            log.error("a job message is not one of ours; dropping it to the poison queue")
-            raise ValueError("malformed job message") from None
-        if kind == BATCH:
-            return self.run_batch(message.get("jobs"))
-        return self.dispatch(message)
-
-    def run_batch(self, jobs: Any) -> str:
-        """Each job of a `batch` message once (identical ones, such as one notification
-        delivered three times, run once). A job that fails is queued again on its own, so the
-        queue's retries and poison queue apply to it alone; if that fails, the whole message is
-        retried (every job is idempotent)."""
-        if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
-            log.error("a batch message is not one of ours; dropping it to the poison queue")
-            raise ValueError("malformed batch message")
-        unique = {json.dumps(job, sort_keys=True): job for job in jobs}
-        outcomes: dict[str, int] = {}
-        for job in unique.values():
-            try:
-                outcome = self.dispatch(job)
-            except Exception as error:
-                from shared.clients import job_queue
-
-                log.warning("a job of a batch failed (%s); queued again on its own", type(error).__name__)
-                job_queue().send(job)
-                outcome = "failed: queued again"
-            outcome = outcome.split(":")[0]
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        return f"batch of {len(jobs)}: " + ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items()))
-
-    def dispatch(self, message: dict[str, Any]) -> str:
-        try:
-            kind = message["kind"]
-        except KeyError:
-            raise ValueError("malformed job message") from None
-        if kind == REFRESH_MEMBER:
-            return self.refresh_member(message["tenantId"], message["userId"],
-                                       datetime.fromisoformat(message["enqueuedAt"]))
-        if kind == CHECK_TENANT:
-            return self.check_tenant(message["tenantId"])
-        if isinstance(kind, str) and kind.startswith("sync."):
-            from sync import jobs as sync_jobs
-
-            if kind in sync_jobs.KINDS:
-                return sync_jobs.run(message)
-        raise ValueError(f"unknown job kind {kind!r}")
-
     # -- a member's refresh token -------------------------------------------------------------
 
     def refresh_member(self, tenant_id: str, user_id: str, enqueued_at: datetime) -> str:
         user = self.repos.user(tenant_id, user_id)
         if user is None or user.status != "connected" or not user.secretName:
             return "skipped: not connected"
+        tenant = self.repos.tenant(tenant_id)
+        if tenant is None or tenant.status != "enabled":
+            return "skipped: tenant not enabled"  # a disconnected or revoked tenant's tokens are not kept alive
         if user.lastRefreshAt is not None and user.lastRefreshAt >= enqueued_at:
             return "skipped: already refreshed"
         try:
@@ -261,3 +151,87 @@ class Jobs:
 
             record_tenant_status(self.repos, changed, "consent_revoked")
             tenant_closed(tenant_id)
+
+
+@cache
+def consent_jobs() -> Jobs:
+    from shared.clients import member_tokens, repositories, token_provider
+
+    return Jobs(repositories(), member_tokens(), token_provider())
+
+
+# -- the queue's job kinds (background/jobs.py KINDS) ------------------------------------------------
+
+
+def refresh_member_job(message: dict[str, Any]) -> str:
+    return consent_jobs().refresh_member(message["tenantId"], message["userId"],
+                                         datetime.fromisoformat(message["enqueuedAt"]))
+
+
+def check_tenant_job(message: dict[str, Any]) -> str:
+    return consent_jobs().check_tenant(message["tenantId"])
+
+
+# -- the sweeps' pages (background/jobs.py SWEEPS) ----------------------------------------------------
+
+
+def _send_all(messages: list[tuple[dict[str, Any], int]]) -> None:
+    from shared.clients import job_queue
+
+    if not messages:
+        return
+    queue = job_queue()
+    with ThreadPoolExecutor(max_workers=min(SENDERS, len(messages)), thread_name_prefix="enqueue") as pool:
+        list(pool.map(lambda item: queue.send(item[0], delay=item[1]), messages))
+
+
+def members_page(run: Any) -> tuple[str, Any]:
+    """One page of connected members whose token is due: a refresh job each, the i-th of the run
+    visible i / REFRESH_JOBS_PER_SECOND seconds after the run started (Key Vault's write limit)."""
+    from shared.clients import repositories
+    from shared.settings import get_settings
+
+    rate = get_settings().refresh_jobs_per_second
+    users, token = repositories().users_due_page(run.at, page_size=PAGE, continuation=run.continuation)
+    first = (run.extra or {}).get("queued", 0)
+    late = max(0.0, (utcnow() - run.at).total_seconds())
+    _send_all([({"kind": REFRESH_MEMBER, "tenantId": user.tenantId, "userId": user.userId,
+                 "enqueuedAt": _iso(run.at)}, max(0, math.ceil((first + i) / rate - late)))
+               for i, user in enumerate(users)])
+    run.extra = {"queued": first + len(users)}
+    return f"{len(users)} refresh job(s)", token
+
+
+def tenants_page(run: Any) -> tuple[str, Any]:
+    """One page of enabled domain tenants: a consent check each."""
+    from shared.clients import repositories
+
+    tenants, token = repositories().tenants_page(status="enabled", mode="domain", page_size=PAGE,
+                                                 continuation=run.continuation)
+    _send_all([({"kind": CHECK_TENANT, "tenantId": t.tenantId, "enqueuedAt": _iso(run.at)}, 0) for t in tenants])
+    return f"{len(tenants)} tenant check(s)", token
+
+
+def cleanup_page(run: Any) -> tuple[str, Any]:
+    """Delete up to a page of each kind of expired row; another page while any kind had a full page
+    (the rows deleted are gone from the next query, so each page starts from the beginning)."""
+    from background.jobs import background
+    from shared.clients import repositories
+    from sync.changes import ChangeLog
+
+    repos, now = repositories(), utcnow()
+    # A request's outcome stays readable (status route) for a day after its link expired.
+    kinds = [repos.expired_consent_requests(now - CONSENT_OUTCOME_KEPT), repos.expired_consent_states(now),
+             repos.expired_idempotency_records(now)]
+    deleted, full = 0, False
+    for rows in kinds:
+        taken = list(itertools.islice(rows, PAGE))
+        full = full or len(taken) == PAGE
+        for record in taken:
+            # Changed since read (in use): a later run sees it again.
+            with contextlib.suppress(ConcurrencyConflict):
+                deleted += bool(repos.store.delete(record))
+    changes = ChangeLog(repos).prune(now, limit=PAGE)
+    runs = background().forget_runs(now, limit=PAGE)
+    full = full or changes == PAGE or runs == PAGE
+    return f"{deleted + changes + runs} expired row(s) deleted", ({"more": True} if full else None)

@@ -88,6 +88,15 @@ def job_queue() -> Any:
 
 
 @lru_cache(maxsize=1)
+def poison_queue() -> Any:
+    """The jobs queue's poison queue (`<JOBS_QUEUE_NAME>-poison`), for work given up on purpose."""
+    from shared.queues import JobQueue
+
+    settings = get_settings()
+    return JobQueue(settings.storage, settings.jobs_queue + "-poison")
+
+
+@lru_cache(maxsize=1)
 def people() -> Any:
     from shared.people import People
 

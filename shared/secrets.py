@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import AlreadyExists, SecretNotFound, SecretStoreUnavailable, SecretUnavailable
@@ -74,6 +75,17 @@ class SecretStore:
         check_name(name)
         try:
             return self._client.get_secret(name, version).value
+        except Exception as error:
+            raise _translate(error, name) from None
+
+    def enabled_values(self, name: str, *, limit: int = 2) -> list[str]:
+        """The values of the newest `limit` enabled versions of `name`, newest first (a key in
+        rotation: the new one and the one before it while that is still enabled)."""
+        check_name(name)
+        try:
+            versions = [p for p in self._client.list_properties_of_secret_versions(name) if p.enabled]
+            versions.sort(key=lambda p: p.created_on or datetime.min.replace(tzinfo=UTC), reverse=True)
+            return [self._client.get_secret(name, p.version).value for p in versions[:limit]]
         except Exception as error:
             raise _translate(error, name) from None
 

@@ -86,6 +86,17 @@ def _int(name: str, value: str, low: int, high: int) -> int:
     return number
 
 
+def _hours(name: str, value: str) -> float:
+    """A number of hours, more than 0 and at most a week (fractions allowed: tests use seconds)."""
+    try:
+        hours = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of hours") from None
+    if not 0 < hours <= 168:
+        raise SettingsError(f"{name} must be more than 0 and at most 168 (hours)")
+    return hours
+
+
 def _ncrontab(name: str, value: str) -> str:
     if len(value.split()) not in (5, 6):
         raise SettingsError(f"{name} must be an NCRONTAB expression of 5 or 6 fields, got {value!r}")
@@ -157,6 +168,12 @@ class Settings:
     # bound): every lease and key hold covers a write's timeout plus this.
     graph_write_margin_seconds: int = 60
     refresh_jobs_per_second: int = 25
+    # Every upcoming booking is re-read at least this often (sync/reconcile.py).
+    reconcile_hours: float = 6.0
+    # Webhooks (sync/webhooks.py): where every change is POSTed (none: no webhooks), and the Key
+    # Vault secret whose enabled versions sign them.
+    webhook_url: str | None = None
+    webhook_secret_name: str = "webhook-signing-secret"  # noqa: S105 (a secret's name)
     log_level: str = "INFO"
     version: str = "0.1.0"
 
@@ -260,6 +277,10 @@ class Settings:
             graph_write_margin_seconds=_int("GRAPH_WRITE_MARGIN_SECONDS", get("GRAPH_WRITE_MARGIN_SECONDS", "60"),
                                             1, 600),
             refresh_jobs_per_second=_int("REFRESH_JOBS_PER_SECOND", get("REFRESH_JOBS_PER_SECOND", "25"), 1, 28),
+            reconcile_hours=_hours("RECONCILE_HOURS", get("RECONCILE_HOURS", "6")),
+            webhook_url=_url("WEBHOOK_URL", webhook, https_only=False) if (webhook := get("WEBHOOK_URL", "")) else None,
+            webhook_secret_name=_secret_name("WEBHOOK_SECRET_NAME",
+                                             get("WEBHOOK_SECRET_NAME", "webhook-signing-secret")),
             log_level=level,
             version=get("APP_VERSION", "0.1.0"),
         )

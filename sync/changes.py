@@ -52,6 +52,9 @@ class ChangeCounter(TenantRecord):
     TABLE: ClassVar[str] = "bookings"
     last: int = 0  # the number of the newest change
     prunedThrough: int = 0  # every change up to this number is deleted (retention)
+    # Every change up to this number has webhook delivery jobs (sync/webhooks.py); None on a
+    # counter made before webhooks were on.
+    hooksQueued: int | None = None
 
     @property
     def row_key(self) -> str:
@@ -95,17 +98,25 @@ class ChangeLog:
 
     def record(self, tenant_id: str, decide: Callable[[], Decision | None], *, attempts: int = 20) -> dict | None:
         """Ask `decide` (it reads what it needs, fresh each attempt) and record its change with its
-        rows, atomically; on a lost race, ask again. None: `decide` found nothing to record."""
+        rows, atomically; on a lost race, ask again. None: `decide` found nothing to record.
+        With webhooks on, the tenant is marked pending before and its pump queued after
+        (sync/webhooks.py), so a change recorded is a change delivered."""
+        from sync import webhooks
+
+        hooked, marked = webhooks.enabled(), False
         for _ in range(attempts):
             decision = decide()
             if decision is None:
                 return None
+            if hooked and not marked:
+                webhooks.before_change(self.repos, tenant_id)
+                marked = True
             if decision.cause not in TYPES.get(decision.type, ()):
                 raise ValueError(f"unknown change {decision.type}/{decision.cause}")
             counter = self.repos.store.get(ChangeCounter, tenant_id, COUNTER_KEY)
             fresh = counter is None
             if counter is None:
-                counter = ChangeCounter(tenantId=tenant_id)
+                counter = ChangeCounter(tenantId=tenant_id, hooksQueued=0)
             number = counter.last + 1
             now = self.clock()
             change = {"id": "chg_" + secrets.token_hex(12), "type": decision.type, "cause": decision.cause,
@@ -125,6 +136,8 @@ class ChangeLog:
                 backoff()
                 continue
             log.info("change %d recorded: %s / %s", number, decision.type, decision.cause)
+            if hooked:
+                webhooks.after_change(tenant_id)
             return change
         raise ConcurrencyConflict("the tenant's changes kept racing")
 

@@ -23,6 +23,8 @@ MAILBOX = "sync.mailbox"
 TENANT = "sync.tenant"
 KINDS = frozenset({NOTIFICATION, LIFECYCLE, MAILBOX, TENANT})
 RESYNC_LIMIT = 500
+PAGE = 200
+MAX_PAGES = 10
 
 
 @lru_cache(maxsize=1)
@@ -91,11 +93,23 @@ def run(message: dict[str, Any]) -> str:
         if event == "reauthorizationRequired":
             return subscriptions().renew(row)
         if event == "subscriptionRemoved":
+            log.warning("subscription made again: Graph removed it (subscriptionRemoved)")
             repos.store.delete(row, if_unchanged=False)
             made = subscriptions().ensure(tenant, row.address, row.path)
             return f"{made}; {resync(tenant, row.address)}"
         return resync(tenant, row.address)
     raise ValueError(f"unknown sync job kind {kind!r}")
+
+
+def subscriptions_page(run: Any) -> tuple[str, Any]:
+    """The reconciler's sweep of subscriptions: renew those due, make again those Graph lost, drop
+    those of organizers with no upcoming booking or of tenants not enabled (sync/subscriptions.py);
+    a full page hands on to the next, at most MAX_PAGES per run."""
+    outcomes = subscriptions().sweep(limit=PAGE)
+    done = sum(outcomes.values())
+    if outcomes:
+        log.info("subscriptions: %s", ", ".join(f"{count} {what}" for what, count in sorted(outcomes.items())))
+    return f"{done} subscription(s) checked", ({"more": True} if done == PAGE and run.page < MAX_PAGES else None)
 
 
 def mailbox(tenant_id: str, address: str, path: str) -> str:

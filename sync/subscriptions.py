@@ -186,6 +186,7 @@ class Subscriptions:
                 tenant = self.repos.tenant(row.tenantId)
                 if tenant is None:
                     return "tenant gone"
+                log.warning("subscription made again: Graph no longer had it")
                 return "made again: " + self._create(tenant, row.address, row.path, row)
             raise _failed(error) from None
         row.expiresAt = _parse_instant((renewed or {}).get("expirationDateTime")) or now + LIFETIME
@@ -263,7 +264,9 @@ class Subscriptions:
             self.repos.store.update(row)
             return "fine"
         except ServiceError as error:
-            log.warning("subscription upkeep failed: %s", error.code)
+            # For operators (README, "Operations"): days remain before Graph deletes it, and each
+            # sweep tries again; re-made when Graph no longer has it.
+            log.error("subscription renewal failed: %s (status %s)", error.code, row.status)
             return f"failed: {error.code}"
         except ConcurrencyConflict:
             return "changed meanwhile"

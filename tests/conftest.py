@@ -77,10 +77,14 @@ def clear_caches() -> None:
     from booking import routes as booking_routes
 
     booking_routes.booking_service.cache_clear()
-    from consent import background
+    clients.poison_queue.cache_clear()
+    from background import jobs as background_jobs
+    from consent import jobs as consent_jobs
+    from sync import webhooks
 
-    background.timer_service.cache_clear()
-    background.jobs_service.cache_clear()
+    background_jobs.background.cache_clear()
+    consent_jobs.consent_jobs.cache_clear()
+    webhooks.webhooks.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.infra.conftest import ROOT, accessor_path, module_tree, resources_of_type
 
-PRODUCTION_PACKAGES = ("function_app.py", "consent", "availability", "booking", "shared")
+PRODUCTION_PACKAGES = ("function_app.py", "consent", "availability", "booking", "sync", "background", "shared")
 
 # Not allowed, or not supported, on Flex Consumption (functions-app-settings, "Flex Consumption
 # plan deprecations"), plus the connection-string forms that would need an account key.

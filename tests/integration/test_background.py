@@ -44,11 +44,39 @@ def background(api, sandbox, monkeypatch):
     return api
 
 
+class Timer:
+    """The token-refresh timer as the host runs it, then its sweeps' page jobs (as the queue
+    function would run them); `run()` gives the counts of the jobs the pages queued, and
+    `queued` those jobs (not run)."""
+
+    def __init__(self, queue) -> None:
+        self.queue, self.queued = queue, []
+
+    def run(self) -> dict[str, int]:
+        from background.jobs import TOKEN_REFRESH_TIMER, background
+
+        background().tick(TOKEN_REFRESH_TIMER)
+        self.queued, self.pages = [], []
+        for _ in range(20):
+            messages = list(self.queue.client.receive_messages(max_messages=32, visibility_timeout=60))
+            if not messages:
+                break
+            for message in messages:
+                body = json.loads(message.content)
+                if body["kind"] == "sweep.page":
+                    self.pages.append(background().run(message.content))
+                else:
+                    self.queued += body["jobs"] if body["kind"] == "batch" else [body]
+                self.queue.client.delete_message(message)
+        kinds = [job["kind"] for job in self.queued]
+        return {"members": kinds.count("refresh_member"), "tenants": kinds.count("check_tenant")}
+
+
 def services():
-    from consent.background import jobs_service, timer_service
+    from background.jobs import background
     from shared.clients import job_queue, repositories
 
-    return timer_service(), jobs_service(), job_queue(), repositories()
+    return Timer(job_queue()), background(), job_queue(), repositories()
 
 
 def visible_messages(queue):
@@ -60,7 +88,7 @@ def drain(queue):
 
 
 def test_a_run_enqueues_exactly_the_jobs_due_and_cleans_up(background, sandbox):
-    _, _, queue, repos = services()
+    _, _, _, repos = services()
     now = utcnow()
     for tenant_id, status, mode in [(DOMAIN_A, "enabled", "domain"), (DOMAIN_B, "pending_consent", "domain"),
                                     (DELEGATED, "enabled", "delegated")]:
@@ -79,8 +107,11 @@ def test_a_run_enqueues_exactly_the_jobs_due_and_cleans_up(background, sandbox):
                                       expiresAt=now + timedelta(minutes=10)))
     timer, _, _, _ = services()
     counts = timer.run()
-    assert counts == {"members": 2, "tenants": 1, "cleaned": 1}
-    jobs = drain(queue)
+    assert counts == {"members": 2, "tenants": 1}
+    assert [page.split(":")[0] for page in sorted(timer.pages)] == ["cleanup page 1", "members page 1",
+                                                                    "tenants page 1"]
+    assert "cleanup page 1: 1 expired row(s) deleted (last page)" in timer.pages
+    jobs = timer.queued
     assert sorted((j["kind"], j.get("userId") or j["tenantId"]) for j in jobs) == [
         ("check_tenant", DOMAIN_A), ("refresh_member", "due-1"), ("refresh_member", "due-2")]
     assert repos.consent_request("old") is None and repos.consent_request("fresh") is not None
@@ -90,17 +121,24 @@ def test_a_run_enqueues_exactly_the_jobs_due_and_cleans_up(background, sandbox):
 def test_jobs_are_staggered_to_keep_under_key_vaults_write_rate(background, monkeypatch):
     monkeypatch.setenv("REFRESH_JOBS_PER_SECOND", "1")
     clear_caches()
-    timer, _, queue, repos = services()
+    from background.jobs import TOKEN_REFRESH_TIMER
+
+    _, service, queue, repos = services()
     now = utcnow()
     for index in range(3):
         repos.store.insert(ConnectedUser(tenantId=DELEGATED, userId=f"u{index}", email=f"u{index}@d.example",
                                          secretName="rt-x", refreshDueAt=now - timedelta(minutes=1)))
     began = time.monotonic()
-    assert timer.run()["members"] == 3
+    service.tick(TOKEN_REFRESH_TIMER)
+    pages = [m for m in queue.client.receive_messages(max_messages=32, visibility_timeout=60)]
+    members = next(m for m in pages if json.loads(m.content)["sweep"] == "members")
+    assert service.run(members.content) == "members page 1: 3 refresh job(s) (last page)"
+    for message in pages:
+        queue.client.delete_message(message)
     visible = len(visible_messages(queue))
     elapsed = time.monotonic() - began
-    # Hidden for 0, 1 and 2 seconds: right after the run only the first is visible (unless this
-    # machine took a second or more to get here, when the second may be too).
+    # Hidden until 0, 1 and 2 seconds after the run started: right after it only the first is
+    # visible (unless this machine took a second or more to get here, when the second may be too).
     assert visible == 1 if elapsed < 0.9 else 1 <= visible <= 2
     time.sleep(max(0.0, 2.3 - (time.monotonic() - began)))
     assert len(visible_messages(queue)) == 3
@@ -153,7 +191,7 @@ def test_revoked_tenant_and_revoked_member_are_marked_the_others_refreshed(backg
     connect_member(background, sandbox, DELEGATED, "bob@d.example")
     sandbox.session().post(f"{sandbox.base_url}/_sandbox/tenants/{DOMAIN_B}/revoke").raise_for_status()
     sandbox.session().post(f"{sandbox.base_url}/_sandbox/users/bob@d.example/revoke").raise_for_status()
-    _, jobs, queue, repos = services()
+    _, jobs, _, repos = services()
     from shared.storage import ConnectedUser as Row
 
     def due(row: Row) -> Row:
@@ -165,7 +203,7 @@ def test_revoked_tenant_and_revoked_member_are_marked_the_others_refreshed(backg
     timer, _, _, _ = services()
     assert timer.run()["members"] == 2
     outcomes = {}
-    for job in drain(queue):
+    for job in timer.queued:
         outcomes[job.get("userId") or job["tenantId"]] = jobs.run(json.dumps(job))
     ann, bob = repos.member(DELEGATED, "ann@d.example"), repos.member(DELEGATED, "bob@d.example")
     assert outcomes == {DOMAIN_A: "healthy", DOMAIN_B: "consent_revoked", ann.userId: "refreshed",
@@ -245,4 +283,6 @@ def test_the_timer_runs_now_through_the_admin_api(background, host, sandbox):
     deadline = time.monotonic() + 10  # 202: the host runs the timer in the background, as Azure's does
     while not visible_messages(queue) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [j["kind"] for j in visible_messages(queue)] == ["check_tenant"]
+    # The timer queued its sweeps' first pages, and nothing else.
+    assert sorted((j["kind"], j["sweep"], j["page"]) for j in visible_messages(queue)) == [
+        ("sweep.page", "cleanup", 1), ("sweep.page", "members", 1), ("sweep.page", "tenants", 1)]

@@ -383,23 +383,26 @@ def test_the_reconciler_creates_once_a_create_that_never_landed(tenants, sandbox
     assert len(creates(sandbox, since)) == 2
 
 
-def test_the_reconciler_timer_is_registered_on_the_app(monkeypatch):
+def test_the_reconciler_timer_is_registered_on_the_app(app_env):
     import function_app
-    from booking import background
     from devhost.config import resolve_setting_expressions
     from devhost.host import load_functions
     from devhost.ncrontab import CronSchedule
+    from shared.clients import job_queue
 
     timer = {f.name: f for f in load_functions(function_app.app)}["booking_reconciler"]
     assert timer.trigger_type == "timerTrigger"
     assert timer.trigger["schedule"] == "%BOOKING_RECONCILE_SCHEDULE%"
     assert timer.trigger["runOnStartup"] is False and timer.trigger["useMonitor"] is True
     CronSchedule.parse(resolve_setting_expressions(timer.trigger["schedule"]))  # the setting resolves
-    runs = []
-    monkeypatch.setattr(background, "reconcile_stuck", lambda: runs.append("bookings") or {})
-    monkeypatch.setattr(background, "keep_subscriptions", lambda: runs.append("subscriptions") or {})
     timer.user_function(timer=None)
-    assert runs == ["bookings", "subscriptions"]
+    timer.user_function(timer=None)  # at once again: reconciliation waits RECONCILE_HOURS / 2
+
+    def sweeps():
+        return sorted(json.loads(m.content)["sweep"] for m in job_queue().client.peek_messages(max_messages=32))
+
+    assert sweeps() == ["reconcile", "stuck-bookings", "stuck-bookings", "subscriptions", "subscriptions",
+                        "webhooks", "webhooks"]
 
 
 @pytest.mark.parametrize(

@@ -147,7 +147,7 @@ def test_key_vault_unavailable_gives_the_contracts_answer_and_loses_nothing(serv
     assert answer.json()["error"]["code"] == "upstream_error"
     assert "Key Vault" in answer.json()["error"]["message"]
 
-    from consent.background import jobs_service
+    from background.jobs import background as jobs_service
     from shared.clients import repositories
     from shared.errors import SecretStoreUnavailable
     from shared.storage import utcnow
@@ -196,7 +196,7 @@ def test_identity_platform_throttling_during_a_token_request(service, sandbox):
 def test_a_refresh_job_meeting_a_token_endpoint_outage_is_retried_and_loses_nothing(service, sandbox):
     admin_consent(service, sandbox, DELEGATED, "ada@g.example", mode="delegated")
     connect_member(service, sandbox, DELEGATED, "ada@g.example")
-    from consent.background import jobs_service
+    from background.jobs import background as jobs_service
     from shared.clients import repositories
     from shared.storage import utcnow
     from shared.tokens import IdentityError

@@ -100,7 +100,7 @@ def test_every_caller_waiting_on_a_failed_put_gets_the_error():
 
 
 def test_a_batch_runs_each_job_once_and_requeues_a_failure_alone(app_env):
-    from consent.background import jobs_service
+    from background.jobs import background as jobs_service
     from shared.clients import job_queue
 
     service = jobs_service()
@@ -127,7 +127,7 @@ def test_a_batch_runs_each_job_once_and_requeues_a_failure_alone(app_env):
 
 @pytest.mark.parametrize("body", [{"kind": BATCH}, {"kind": BATCH, "jobs": [1, 2]}, {"kind": BATCH, "jobs": "x"}])
 def test_a_malformed_batch_goes_to_the_poison_queue(app_env, body):
-    from consent.background import jobs_service
+    from background.jobs import background as jobs_service
 
     with pytest.raises(ValueError, match="malformed batch message"):
         jobs_service().run(json.dumps(body))

@@ -9,7 +9,7 @@ import json
 def run_queued(kinds: set[str] | None = None, *, rounds: int = 5) -> list[tuple[str, str]]:
     """Take every message off the test's jobs queue and run it (jobs may queue more: up to
     `rounds` passes). Messages of other kinds are deleted unrun. Returns (kind, outcome) pairs."""
-    from consent.background import jobs_service
+    from background.jobs import background as jobs_service
     from shared.clients import job_queue
 
     queue = job_queue()
