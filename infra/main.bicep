@@ -110,6 +110,15 @@ param bookingReconcileSchedule string = '0 */2 * * * *'
 @maxValue(28)
 param refreshJobsPerSecond int = 25
 
+@description('RECONCILE_HOURS: every upcoming booking is re-read from Outlook at least this often (hours; notifications can be lost).')
+param reconcileHours string = '6'
+
+@description('WEBHOOK_URL: where every change is POSTed, signed (https); empty: no webhooks.')
+param webhookUrl string = ''
+
+@description('WEBHOOK_SECRET_NAME: the Key Vault secret whose enabled versions sign the webhooks.')
+param webhookSecretName string = 'webhook-signing-secret'
+
 @description('HTTP_TIMEOUT_SECONDS: timeout of one call to Graph or the identity platform.')
 @minValue(1)
 @maxValue(120)
@@ -372,6 +381,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     TOKEN_REFRESH_SCHEDULE: tokenRefreshSchedule
     BOOKING_RECONCILE_SCHEDULE: bookingReconcileSchedule
     REFRESH_JOBS_PER_SECOND: string(refreshJobsPerSecond)
+    RECONCILE_HOURS: reconcileHours
+    WEBHOOK_URL: webhookUrl
+    WEBHOOK_SECRET_NAME: webhookSecretName
     HTTP_TIMEOUT_SECONDS: string(httpTimeoutSeconds)
     GRAPH_WRITE_MARGIN_SECONDS: string(graphWriteMarginSeconds)
     LOG_LEVEL: logLevel
