@@ -354,3 +354,34 @@ def test_the_console_answers_only_its_own_page_on_loopback(console):
     for answer in (page, directory, unknown):
         assert secret not in answer.text and "eyJ" not in answer.text  # no secret, no JWT
     assert secret not in log and "eyJ" not in log
+
+
+def test_the_week_the_page_draws_is_computed_in_each_persons_zone():
+    """The zone arithmetic the page leaves to the console's server (devhost/console/week.py): a
+    week's local midnights across a clock change, working hours in the person's own zone (into the
+    next day when they end before they start), and Graph's Windows zone names."""
+    from devhost.console import week
+    from tools.dates import next_transition
+
+    change = next_transition("Europe/London", fall_back=True)
+    shown = week.window(change.local_day - timedelta(days=1), "Europe/London")
+    lengths = [(datetime.fromisoformat(d["end"].replace("Z", "+00:00"))
+                - datetime.fromisoformat(d["start"].replace("Z", "+00:00"))).total_seconds() / 3600
+               for d in shown["days"]]
+    assert lengths == [24, 25, 24, 24, 24, 24, 24]  # the day the clocks go back is 25 hours long
+    assert shown["start"].endswith("+01:00") and shown["end"].endswith("+00:00")
+
+    monday = demo_day() - timedelta(days=1)
+    start = datetime.fromisoformat(week.window(monday, "UTC")["start"])
+    night = {"timeZone": "Asia/Kolkata", "workingHours": {"daysOfWeek": ["monday"], "startTime": "22:00:00",
+                                                          "endTime": "06:00:00"}}
+    periods = week.working_hours(night, start, start + timedelta(days=7))
+    assert periods == [{"start": f"{monday}T16:30:00Z", "end": f"{monday + timedelta(days=1)}T00:30:00Z"}]
+    assert str(week.zone("W. Europe Standard Time")) == "Europe/Berlin"
+    assert str(week.zone("Eastern Standard Time")) == "America/New_York"
+    event = week.event_view({"id": "e1", "subject": "x", "start": {"dateTime": f"{monday}T10:00:00.0000000",
+                                                                   "timeZone": "Eastern Standard Time"},
+                             "end": {"dateTime": f"{monday}T10:30:00.0000000", "timeZone": "UTC"}})
+    ny = datetime.fromisoformat(f"{monday}T10:00:00").replace(tzinfo=week.zone("America/New_York"))
+    assert event["start"] == week.utc_text(ny)
+    assert event["end"] == f"{monday}T10:30:00Z"
