@@ -199,17 +199,37 @@ def test_timer_and_queue_functions_get_the_invocation_id_through_with_invocation
     assert not hasattr(without, INVOCATION_ID)
 
 
-def test_the_worker_passes_context_to_every_http_function_of_the_app():
+def test_a_blueprint_timer_under_with_invocation_keeps_its_binding_and_takes_context(handlers):
+    records, _ = handlers
+    bp = func.Blueprint()
+
+    @bp.function_name("a_timer")
+    @bp.timer_trigger(schedule="0 */5 * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)
+    @with_invocation
+    def a_timer(timer: func.TimerRequest) -> None:
+        log.info("ran")
+
+    app = func.FunctionApp()
+    app.register_functions(bp)
+    (function,) = app.get_functions()
+    assert [b.name for b in function.get_bindings()] == ["timer"]
+    context = Context("a_timer", str(uuid.uuid4()), f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01")
+    invoke(function.get_user_function(), {"timer": object()}, context)
+    assert getattr(mine(records.records)[0], INVOCATION_ID) == context.invocation_id
+
+
+def test_the_worker_passes_context_to_every_function_of_the_app():
     """The worker (and the local host) pass `context` only to a function whose signature names it,
-    bind every other parameter to the binding of that name, and read the annotations."""
+    bind every other parameter to the binding of that name, and read the annotations. HTTP
+    functions take it through @endpoint; timers and the queue function through @with_invocation."""
     import function_app
     from shared.platform_routes import app_functions
 
-    http = [f for f in app_functions(function_app.app) if any(b.type == "httpTrigger" for b in f.get_bindings())]
-    assert len(http) >= 10
-    for function in http:
+    functions = app_functions(function_app.app)
+    assert len(functions) >= 12
+    for function in functions:
         user, name = function.get_user_function(), function.get_function_name()
-        assert requires_context(user), name
+        assert requires_context(user), f"{name} does not take the worker's context (shared.logs.with_invocation)"
         assert set(inspect.signature(user).parameters) - {"context"} <= {b.name for b in function.get_bindings()}, name
         typing.get_type_hints(user)
 
