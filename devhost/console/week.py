@@ -106,14 +106,14 @@ def event_view(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def calendar(events: Iterable[Mapping[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """The events overlapping [start, end), drawn; a booking's attendee copies carry its id too
-    (the service tags only the organizer's event; Exchange's copies share its iCalUId)."""
+    """The events overlapping [start, end), as the page draws them."""
     shown = [event_view(e) for e in events]
     return [e for e in shown if e["start"] < utc_text(end) and e["end"] > utc_text(start)]
 
 
 def link_copies(people: list[dict[str, Any]]) -> None:
-    """Give attendees' copies the booking id of the organizer's tagged event with the same iCalUId."""
+    """Give attendees' copies the booking id of the organizer's event with the same iCalUId (the
+    service tags only the event it creates; Exchange's copies share its iCalUId)."""
     tagged = {e["iCalUId"]: e["bookingId"] for p in people for e in p["events"] if e["bookingId"] and e["iCalUId"]}
     for person in people:
         for event in person["events"]:
