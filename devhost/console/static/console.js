@@ -172,6 +172,10 @@
   }
 
   async function realConsent(kind, account, linkId, statusId) {
+    if (!state.dir.returnUrl) {
+      say(statusId, "The service takes no returnUrl: its setting ALLOWED_RETURN_ORIGINS is empty.", "bad");
+      return;
+    }
     if (!(await ensureRegistered())) return;
     const body = {kind, returnUrl: state.dir.returnUrl, loginHint: kind === "user" ? account : null};
     const r = await api("POST", `/tenants/${tenantId()}/consent`, {body, section: "connect"});
