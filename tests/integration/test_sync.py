@@ -94,13 +94,19 @@ class Feed:
 
 
 @pytest.fixture
-def host(azurite, sandbox, sandbox_env, tmp_path):
+def host(request, azurite, sandbox, sandbox_env, tmp_path):
+    """A host process; a test's `@pytest.mark.parametrize("host", [{setting: value}], indirect=True)`
+    adds app settings (WEBHOOK_URL "hook": the `hook` fixture's receiver)."""
     sandbox.reset(SEED)
     prefix = "t" + uuid.uuid4().hex[:12]
+    extra = dict(getattr(request, "param", {}))
+    if extra.get("WEBHOOK_URL") == "hook":
+        hook = request.getfixturevalue("hook")
+        extra |= {"WEBHOOK_URL": hook.url, "WEBHOOK_SECRET_NAME": hook.secret}
     env = {**BASE_ENV, **sandbox_env, "SERVICE_STORAGE": azurite.connection_string,
            "STORAGE_TABLE_PREFIX": prefix, "JOBS_QUEUE_NAME": "q" + uuid.uuid4().hex[:12],
            "PUBLIC_BASE_URL": "self", "LOG_LEVEL": "INFO",
-           "BOOKING_RECONCILE_SCHEDULE": "*/2 * * * * *"}  # the reconciler and subscription sweep, often
+           "BOOKING_RECONCILE_SCHEDULE": "*/2 * * * * *", **extra}  # the reconciler and subscription sweep, often
     with hosts(env, tmp_path, count=1) as (one,):
         from shared.settings import StorageConnection
         from shared.storage import TableStore
@@ -110,6 +116,31 @@ def host(azurite, sandbox, sandbox_env, tmp_path):
         one.headers = caller_headers(sandbox)
         admin_consent(one.api(), sandbox, TENANT, ADA)
         yield one
+
+
+@pytest.fixture
+def hook(sandbox):
+    """The web app's webhook endpoint, and a signing secret of this test's own in the vault."""
+    from tests.support.webhook_receiver import WebhookReceiver
+
+    with WebhookReceiver() as receiver:
+        receiver.secret, receiver.keys = f"webhook-{uuid.uuid4().hex[:12]}", [f"key-{uuid.uuid4().hex}"]
+        vault = sandbox.session()
+        answer = vault.put(f"{sandbox.base_url}/secrets/{receiver.secret}?api-version=7.5",
+                           headers={"Authorization": f"Bearer {vault_token(sandbox)}"},
+                           json={"value": receiver.keys[0]}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        yield receiver
+
+
+def vault_token(sandbox) -> str:
+    """A managed-identity token for the sandbox's vault, as the host gets one."""
+    env = sandbox.managed_identity_env()
+    answer = sandbox.session().get(env["IDENTITY_ENDPOINT"], headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
+                                   params={"resource": "https://vault.azure.net", "api-version": "2019-08-01"},
+                                   timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
 
 
 def register_callback(sandbox, host) -> None:
@@ -390,6 +421,15 @@ def test_lifecycle_events(booked, host, sandbox):
                                    and e["path"] == f"/v1.0/subscriptions/{remade[0]['id']}"])
     assert renewals[0]["status"] == 200
     assert [s["id"] for s in subscriptions(sandbox)] == [remade[0]["id"]]
+    # The subscription made again carries what happens next: a move in Outlook arrives.
+    ada = copy_of(sandbox, ADA, booking["subject"])
+    control(sandbox, "PATCH", f"/users/{ADA}/events/{ada['id']}",
+            json={"start": {"dateTime": at(3, "15:00:00-05:00")[:19], "timeZone": "Eastern Standard Time"},
+                  "end": {"dateTime": at(3, "15:30:00-05:00")[:19], "timeZone": "Eastern Standard Time"}})
+    moved = feed.wait(1)
+    assert [(c["cause"], c["booking"]["start"]) for c in moved] == [("moved_in_outlook", at(3, "15:00:00-05:00"))]
+    delivered = control(sandbox, "GET", "/notifications")["value"]
+    assert any(e["outcome"] == "delivered" and remade[0]["id"] in json.dumps(e["body"]) for e in delivered)
 
 
 def test_the_subscription_goes_with_the_last_upcoming_booking_and_with_the_tenant(booked, host, sandbox):
@@ -433,3 +473,40 @@ def test_a_delegated_organizers_mailbox_is_followed_with_the_members_token(host,
     change = eventually(declined)[0]
     assert change["cause"] == "attendee_responded" and change["bookingId"] == booking["bookingId"]
     assert change["booking"]["attendees"] == [{"email": MAX, "response": "declined"}]
+
+
+# A pass at most every RECONCILE_HOURS / 2 = 0.9 s; the reconciler timer ticks every 2 s.
+@pytest.mark.parametrize("host", [{"RECONCILE_HOURS": "0.0005"}], indirect=True)
+def test_a_decline_whose_notification_was_dropped_arrives_by_reconciliation(booked, host, sandbox):
+    _, feed, booking, _, _ = booked
+    alan = copy_of(sandbox, ALAN, booking["subject"])
+    control(sandbox, "POST", "/notifications/faults", json={"drop": 1})
+    control(sandbox, "POST", f"/users/{ALAN}/events/{alan['id']}/respond", json={"response": "declined"})
+    eventually(lambda: any(e.get("outcome") == "dropped" for e in control(sandbox, "GET", "/notifications")["value"]))
+    changes = feed.wait(1)  # no notification, no lifecycle event: the next reconciliation pass
+    time.sleep(3)  # later passes read it again and record nothing more
+    changes += feed.read()
+    assert [(c["type"], c["cause"]) for c in changes] == [("booking.updated", "attendee_responded")]
+    assert {a["email"]: a["response"] for a in changes[0]["booking"]["attendees"]}[ALAN] == "declined"
+    assert "reconciled: " in host.log.read_text()
+
+
+@pytest.mark.parametrize("host", [{"WEBHOOK_URL": "hook"}], indirect=True)
+def test_webhooks_reach_the_web_app_signed_even_after_it_was_down(hook, booked, sandbox):
+    from tests.support.webhook_receiver import verify
+
+    _, feed, booking, _, _ = booked
+    hook.wait(2)  # the consent and the booking, delivered as they happened
+    hook.answer_with(503)  # the web app is down for a while
+    alan = copy_of(sandbox, ALAN, booking["subject"])
+    control(sandbox, "POST", f"/users/{ALAN}/events/{alan['id']}/respond", json={"response": "declined"})
+    declined = feed.wait(1)
+    eventually(lambda: hook.refused)
+    hook.answer_with(204)
+    got = hook.wait(3, within=30)  # tried again after a growing wait
+    assert [c["id"] for c in got] == [c["id"] for c in feed.seen]  # every change, each once
+    assert got[-1] == declined[0]
+    for headers, body in hook.received:
+        assert verify(headers, body, hook.keys) == [True]
+    versions = {c["booking"]["version"] for c in got if "booking" in c}
+    assert versions == {1, 2}  # the snapshots of one booking, told apart by version
