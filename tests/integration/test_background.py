@@ -286,3 +286,52 @@ def test_the_timer_runs_now_through_the_admin_api(background, host, sandbox):
     # The timer queued its sweeps' first pages, and nothing else.
     assert sorted((j["kind"], j["sweep"], j["page"]) for j in visible_messages(queue)) == [
         ("sweep.page", "cleanup", 1), ("sweep.page", "members", 1), ("sweep.page", "tenants", 1)]
+
+
+def test_a_sweep_runs_page_by_page_and_no_page_twice(background, monkeypatch):
+    """Several pages, each handing on its continuation; a page job that fails is retried (the queue
+    delivers it again) and completes; a page delivered twice is skipped the second time."""
+    from background.jobs import TOKEN_REFRESH_TIMER
+    from consent import jobs as consent_jobs
+
+    monkeypatch.setattr(consent_jobs, "PAGE", 2)
+    _, service, queue, repos = services()
+    now = utcnow()
+    for index in range(5):
+        repos.store.insert(ConnectedUser(tenantId=DELEGATED, userId=f"p{index}", email=f"p{index}@d.example",
+                                         secretName="rt-x", refreshDueAt=now - timedelta(minutes=1)))
+    service.tick(TOKEN_REFRESH_TIMER)
+    original, calls = repos.users_due_page, []
+
+    def flaky(*args, **kwargs):
+        calls.append(kwargs.get("continuation"))
+        if len(calls) == 2:
+            raise ConnectionError("storage hiccup on the second page")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(repos, "users_due_page", flaky)
+    outcomes, refreshes, seen_twice = [], [], None
+    for _ in range(20):
+        messages = list(queue.client.receive_messages(max_messages=32, visibility_timeout=1))
+        if not messages:
+            if queue.peek_count() == 0:
+                break
+            time.sleep(0.5)
+            continue
+        for message in messages:
+            body = json.loads(message.content)
+            if body["kind"] == "sweep.page" and body["sweep"] == "members":
+                try:
+                    outcomes.append(service.run(message.content))
+                except ConnectionError:
+                    continue  # not deleted: visible again in a second, as the queue retries it
+                if body["page"] == 2 and seen_twice is None:
+                    seen_twice = service.run(message.content)  # delivered again (a host died before deleting)
+            elif body["kind"] == "refresh_member":
+                refreshes.append(body["userId"])
+            queue.client.delete_message(message)
+    assert outcomes == ["members page 1: 2 refresh job(s)", "members page 2: 2 refresh job(s)",
+                        "members page 3: 1 refresh job(s) (last page)"]
+    assert seen_twice == "skipped: page 2 of members already done"
+    assert sorted(refreshes) == [f"p{index}" for index in range(5)]  # each member once
+    assert len(calls) == 4  # pages 1, 2 (failed), 2 again, 3
