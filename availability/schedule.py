@@ -9,6 +9,10 @@ than 4 parts it rotates among the participants so no mailbox has more than 4 cal
 Times come back in UTC (`Prefer: outlook.timezone="UTC"`). `scheduleItems` give exact times;
 where they are absent, `availabilityView` (one digit per interval) is read instead. Working hours
 come with a Windows time zone name, mapped to IANA through CLDR's table (tzlocal).
+
+Busy time is kept as whole seconds since 1970 (`Schedule.spans`), read straight from Graph's
+texts (shared.graph.graph_seconds: each distinct text parsed once per process), because an
+answer for 20 people over two weeks holds thousands of them; `Schedule.busy` gives datetimes.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 from urllib.parse import quote
 
-from availability.slots import Busy, Participant, WorkingHours
+from availability.slots import Busy, Participant, WorkingHours, floor_seconds
 from shared.errors import OutsideSecurityGroup
-from shared.graph import GraphClient, GraphError, graph_time, zone_named
+from shared.graph import GraphClient, GraphError, graph_seconds, instants_cache, zone_named
 from shared.people import Mailbox
 
 log = logging.getLogger(__name__)
@@ -41,12 +45,18 @@ class Schedule:
     """What Graph said of one person, merged over the parts that covered them."""
 
     email: str
-    busy: list[Busy] = field(default_factory=list)
+    # Busy time as (start, end, lower-case status), whole seconds since 1970, the end rounded up.
+    spans: list[tuple[int, int, str]] = field(default_factory=list)
     working_hours: WorkingHours | None = None
     reason: str | None = None  # set when Graph could not give the schedule
 
+    @property
+    def busy(self) -> list[Busy]:
+        return [Busy(datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC), status)
+                for s, e, status in self.spans]
+
     def participant(self) -> Participant:
-        return Participant(self.email, tuple(self.busy), self.working_hours)
+        return Participant(self.email, (), self.working_hours, tuple(self.spans))
 
 
 @dataclass(frozen=True)
@@ -100,12 +110,19 @@ def working_hours(raw: dict[str, Any] | None) -> WorkingHours | None:
 
 
 def busy_from_view(view: str, start: datetime, interval: int) -> list[Busy]:
+    return [Busy(datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC), status)
+            for s, e, status in spans_from_view(view, floor_seconds(start), interval)]
+
+
+def spans_from_view(view: str, start: int, interval: int) -> list[tuple[int, int, str]]:
+    """Busy spans (seconds) of an availabilityView that begins at `start`, `interval` minutes a digit."""
     out = []
+    step = interval * 60
     for index, digit in enumerate(view):
-        status = VIEW_STATUS.get(digit, "unknown")
-        if status not in ("free", "workingElsewhere"):
-            begin = start + timedelta(minutes=index * interval)
-            out.append(Busy(begin, begin + timedelta(minutes=interval), status))
+        if digit != "0":
+            status = VIEW_STATUS.get(digit, "unknown")
+            if status not in ("free", "workingElsewhere"):
+                out.append((start + index * step, start + (index + 1) * step, status.lower()))
     return out
 
 
@@ -192,11 +209,30 @@ class ScheduleReader:
             else:
                 items = info.get("scheduleItems")
                 if items is not None:
-                    # Free time is not kept (time not covered by an item is free anyway).
-                    target.busy.extend(Busy(graph_time(item["start"]), graph_time(item["end"]), status)
-                                       for item in items
-                                       if (status := str(item.get("status") or "busy")).lower() not in FREE)
+                    target.spans.extend(_item_spans(items))
                 else:
-                    target.busy.extend(busy_from_view(info.get("availabilityView") or "", part.start.astimezone(UTC),
-                                                      INTERVAL_MINUTES))
+                    target.spans.extend(spans_from_view(info.get("availabilityView") or "",
+                                                        floor_seconds(part.start), INTERVAL_MINUTES))
                 target.working_hours = target.working_hours or working_hours(info.get("workingHours"))
+
+
+def _item_spans(items: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    """The busy spans of scheduleItems (free time is not kept: time no item covers is free anyway).
+    The loop is the hot path of a big question: UTC texts are looked up in graph_seconds' cache
+    directly, anything else goes through it."""
+    out = []
+    known = instants_cache()
+    for item in items:
+        status = item.get("status") or "busy"
+        lowered = status.lower() if isinstance(status, str) else str(status).lower()
+        if lowered in FREE:
+            continue
+        start, end = item["start"], item["end"]
+        if start.get("timeZone") == "UTC" and end.get("timeZone") == "UTC":
+            began = known.get(start.get("dateTime"))
+            ended = known.get(text := end.get("dateTime"))
+            if began is not None and ended is not None and (len(text) == 19 or text.endswith(".0000000")):
+                out.append((began, ended, lowered))
+                continue
+        out.append((graph_seconds(start), graph_seconds(end, end=True), lowered))
+    return out

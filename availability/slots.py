@@ -14,15 +14,17 @@ The rules (API.md, "Availability"), with every interval half-open `[start, end)`
   skipped; one that exists twice (fall back) gives both instants.
 - Slots are sorted by start, cut at `max_slots`, and given in the requested time zone.
 
-Checking one candidate start against the merged intervals is a binary search, so a search is
-O(n log n + c log n) for n busy intervals and c grid points.
+Internally every instant is whole seconds since 1970 (UTC): busy time is rounded outwards (its
+start down, its end up), which changes no answer because every candidate start, duration and
+buffer is a whole number of minutes. The candidates are walked in order beside the merged
+intervals, so a search is O(n log n + c) for n busy intervals and c grid points; each distinct
+working-hours pattern is turned into periods once per search.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -50,6 +52,9 @@ class Participant:
     email: str
     busy: Sequence[Busy] = ()
     working_hours: WorkingHours | None = None
+    # Busy time already in whole seconds since 1970: (start, end, lower-case status), as the
+    # schedule reader gives it (no datetime per item).
+    spans: Sequence[tuple[int, int, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,29 @@ class SlotResult:
     empty_reason: str | None = None
 
 
+# --- whole seconds -------------------------------------------------------------------------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+
+
+def floor_seconds(value: datetime) -> int:
+    """An aware datetime as whole seconds since 1970, rounded down (exact: no float)."""
+    return (value - EPOCH) // SECOND
+
+
+def ceil_seconds(value: datetime) -> int:
+    return -((EPOCH - value) // SECOND)
+
+
 # --- interval arithmetic on sorted, disjoint lists ------------------------------------------------
 
+Intervals = list[tuple[int, int]]
 
-def merge(intervals: Iterable[tuple[datetime, datetime]], *, touching: bool) -> list[tuple[datetime, datetime]]:
+
+def merge(intervals: Iterable[tuple[int, int]], *, touching: bool) -> Intervals:
     """Sort and merge; `touching` also joins intervals that meet end-to-start."""
-    merged: list[tuple[datetime, datetime]] = []
+    merged: Intervals = []
     for start, end in sorted(i for i in intervals if i[0] < i[1]):
         if merged and (start < merged[-1][1] or (touching and start == merged[-1][1])):
             if end > merged[-1][1]:
@@ -85,9 +107,6 @@ def merge(intervals: Iterable[tuple[datetime, datetime]], *, touching: bool) -> 
         else:
             merged.append((start, end))
     return merged
-
-
-Intervals = list[tuple[datetime, datetime]]
 
 
 def intersect(a: Intervals, b: Intervals) -> Intervals:
@@ -104,24 +123,6 @@ def intersect(a: Intervals, b: Intervals) -> Intervals:
     return out
 
 
-class _Lookup:
-    """Membership of an instant in a sorted list of disjoint intervals, by binary search."""
-
-    def __init__(self, intervals: list[tuple[datetime, datetime]]) -> None:
-        self.intervals = intervals
-        self.starts = [s for s, _ in intervals]
-
-    def open_contains(self, t: datetime) -> bool:
-        """t in some (s, e)."""
-        index = bisect.bisect_left(self.starts, t) - 1
-        return index >= 0 and self.intervals[index][0] < t < self.intervals[index][1]
-
-    def closed_contains(self, t: datetime) -> bool:
-        """t in some [s, e]."""
-        index = bisect.bisect_right(self.starts, t) - 1
-        return index >= 0 and self.intervals[index][0] <= t <= self.intervals[index][1]
-
-
 # --- the rules -------------------------------------------------------------------------------
 
 
@@ -130,18 +131,19 @@ def counts_as_busy(status: str, tentative_as_busy: bool) -> bool:
     return status in BUSY_STATUSES or (tentative_as_busy and status == "tentative")
 
 
-def forbidden_starts(participants: Sequence[Participant], duration: timedelta, buffer: timedelta,
-                     tentative_as_busy: bool) -> list[tuple[datetime, datetime]]:
-    """Merged open intervals of slot starts that some busy time rules out."""
-    return merge(
-        ((b.start.astimezone(UTC) - duration - buffer, b.end.astimezone(UTC) + buffer)
-         for p in participants for b in p.busy if counts_as_busy(b.status, tentative_as_busy)),
-        touching=False,
-    )
+def forbidden_starts(participants: Sequence[Participant], duration: int, buffer: int,
+                     tentative_as_busy: bool) -> Intervals:
+    """Merged open intervals `(s, e)` of slot starts (seconds) that some busy time rules out."""
+    busy = BUSY_STATUSES | {"tentative"} if tentative_as_busy else BUSY_STATUSES
+    before, after = duration + buffer, buffer
+    spans = [(s - before, e + after) for p in participants for s, e, status in p.spans if status in busy]
+    spans.extend((floor_seconds(b.start) - before, ceil_seconds(b.end) + after)
+                 for p in participants for b in p.busy if counts_as_busy(b.status, tentative_as_busy))
+    return merge(spans, touching=False)
 
 
-def working_periods(hours: WorkingHours, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """The person's working periods (UTC) that may touch `[start, end)`, back-to-back ones merged."""
+def working_periods(hours: WorkingHours, start: datetime, end: datetime) -> Intervals:
+    """The person's working periods (seconds) that may touch `[start, end)`, back-to-back ones merged."""
     periods = []
     first = start.astimezone(hours.zone).date() - timedelta(days=1)
     last = end.astimezone(hours.zone).date() + timedelta(days=1)
@@ -151,7 +153,7 @@ def working_periods(hours: WorkingHours, start: datetime, end: datetime) -> list
             period_start = _local(day, hours.start, hours.zone)
             end_day = day if hours.end > hours.start else day + timedelta(days=1)
             period_end = _local(end_day, hours.end, hours.zone)
-            periods.append((period_start, period_end))
+            periods.append((floor_seconds(period_start), floor_seconds(period_end)))
         day += timedelta(days=1)
     return merge(periods, touching=True)
 
@@ -172,28 +174,33 @@ def _local(day: date, at: time, zone: tzinfo) -> datetime:
     return probe
 
 
-def allowed_starts(participants: Sequence[Participant], query: SlotQuery) -> list[tuple[datetime, datetime]] | None:
-    """Closed intervals of starts inside everyone's working hours; None when nobody has any."""
-    allowed: list[tuple[datetime, datetime]] | None = None
+def allowed_starts(participants: Sequence[Participant], query: SlotQuery) -> Intervals | None:
+    """Closed intervals `[s, e]` of starts (seconds) inside everyone's working hours; None when
+    nobody has any. Each distinct working-hours pattern is computed once."""
+    duration = int(query.duration // SECOND)
+    allowed: Intervals | None = None
+    seen: set[WorkingHours] = set()
     for participant in participants:
-        if participant.working_hours is None:
-            continue
-        periods = working_periods(participant.working_hours, query.start, query.end)
-        starts = [(s, e - query.duration) for s, e in periods if e - query.duration >= s]
+        hours = participant.working_hours
+        if hours is None or hours in seen:
+            continue  # the same hours again intersect to the same starts
+        seen.add(hours)
+        periods = working_periods(hours, query.start, query.end)
+        starts = [(s, e - duration) for s, e in periods if e - duration >= s]
         allowed = starts if allowed is None else intersect(allowed, starts)
     return allowed
 
 
-def grid(query: SlotQuery) -> list[datetime]:
-    """Candidate starts (UTC), sorted: wall-clock multiples of the step in the query's zone that
-    lie in `[start, end - duration]` and not before now."""
+def grid(query: SlotQuery) -> list[int]:
+    """Candidate starts (seconds), sorted: wall-clock multiples of the step in the query's zone
+    that lie in `[start, end - duration]` and not before now."""
     zone, step = query.zone, query.step_minutes
-    earliest = query.start if query.now is None else max(query.start, query.now)
-    latest = query.end - query.duration
-    out: list[datetime] = []
+    earliest = ceil_seconds(query.start if query.now is None else max(query.start, query.now))
+    latest = floor_seconds(query.end - query.duration)
+    out: list[int] = []
     day = query.start.astimezone(zone).date()
     last_day = query.end.astimezone(zone).date()
-    minutes_of_day = range(0, 24 * 60, step)
+    offsets = range(0, 24 * 3600, step * 60)
     while day <= last_day:
         midnight = datetime.combine(day, time())
         next_midnight = midnight + timedelta(days=1)
@@ -202,18 +209,21 @@ def grid(query: SlotQuery) -> list[datetime]:
         if first.astimezone(zone).replace(tzinfo=None) == midnight and after - first == timedelta(days=1) \
                 and zone.utcoffset(midnight) == zone.utcoffset(next_midnight - timedelta(minutes=1)):
             # No clock change today: the grid is plain arithmetic from local midnight.
-            out.extend(t for t in (first + timedelta(minutes=m) for m in minutes_of_day) if earliest <= t <= latest)
+            base = floor_seconds(first)
+            low, high = max(earliest - base, 0), latest - base
+            out.extend(base + o for o in offsets if low <= o <= high)
         else:
-            for minutes in minutes_of_day:
-                naive = midnight + timedelta(minutes=minutes)
+            for seconds in offsets:
+                naive = midnight + timedelta(seconds=seconds)
                 for fold in (0, 1):
                     instant = naive.replace(tzinfo=zone, fold=fold).astimezone(UTC)
                     if instant.astimezone(zone).replace(tzinfo=None) != naive:
                         break  # does not exist (spring forward)
                     if fold == 1 and instant == naive.replace(tzinfo=zone, fold=0).astimezone(UTC):
                         break  # not a repeated time: fold 1 is the same instant
-                    if earliest <= instant <= latest:
-                        out.append(instant)
+                    at = floor_seconds(instant)
+                    if earliest <= at <= latest:
+                        out.append(at)
         day += timedelta(days=1)
     out.sort()
     return out
@@ -223,26 +233,31 @@ def find_slots(participants: Sequence[Participant], query: SlotQuery, *,
                unavailable: bool = False) -> SlotResult:
     """Common free slots of `participants` (those Graph could answer for); `unavailable` says
     that someone was left out, for `emptyReason`."""
-    # Arithmetic on aware datetimes of one zone is wall-clock arithmetic: work in UTC throughout.
-    query = replace(query, start=query.start.astimezone(UTC), end=query.end.astimezone(UTC),
-                    now=query.now.astimezone(UTC) if query.now else None)
-    forbidden = _Lookup(forbidden_starts(participants, query.duration, query.buffer, query.tentative_as_busy))
-    allowed_intervals = allowed_starts(participants, query) if query.respect_working_hours else None
-    allowed = _Lookup(allowed_intervals) if allowed_intervals is not None else None
+    duration = int(query.duration // SECOND)
+    forbidden = forbidden_starts(participants, duration, int(query.buffer // SECOND), query.tentative_as_busy)
+    allowed = allowed_starts(participants, query) if query.respect_working_hours else None
 
-    slots: list[tuple[datetime, datetime]] = []
+    starts: list[int] = []
     in_working_hours = 0
-    for start in grid(query):
-        if allowed is not None and not allowed.closed_contains(start):
-            continue
+    f, a = 0, 0  # the first forbidden interval not ended before the candidate; the same for allowed
+    for at in grid(query):
+        if allowed is not None:
+            while a < len(allowed) and allowed[a][1] < at:
+                a += 1
+            if a == len(allowed) or allowed[a][0] > at:
+                continue  # outside the closed [s, e]
         in_working_hours += 1
-        if forbidden.open_contains(start):
-            continue
-        slots.append((start.astimezone(query.zone), (start + query.duration).astimezone(query.zone)))
-        if len(slots) >= query.max_slots:
+        while f < len(forbidden) and forbidden[f][1] <= at:
+            f += 1
+        if f < len(forbidden) and forbidden[f][0] < at:
+            continue  # inside the open (s, e)
+        starts.append(at)
+        if len(starts) >= query.max_slots:
             break
-    result = SlotResult(slots=slots)
-    if not slots:
+    zone = query.zone
+    result = SlotResult(slots=[(datetime.fromtimestamp(at, zone), datetime.fromtimestamp(at + duration, zone))
+                               for at in starts])
+    if not starts:
         if unavailable:
             result.empty_reason = "participant_unavailable"
         elif in_working_hours == 0 and allowed is not None:

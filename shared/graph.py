@@ -215,6 +215,11 @@ def utc_seconds(text: str) -> int:
     return seconds
 
 
+def instants_cache() -> dict[str, int]:
+    """The texts utc_seconds has parsed (for a hot loop's own lookups; read only)."""
+    return _INSTANTS
+
+
 def has_fraction(text: str) -> bool:
     return len(text) > 20 and text[20:].strip("0") != ""
 
