@@ -67,6 +67,7 @@ SWEEPS: dict[str, Sweep] = {
     "members": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:members_page"),
     "tenants": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:tenants_page"),
     "cleanup": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:cleanup_page"),
+    "tenant-counts": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:tenant_counts_page"),
     "stuck-bookings": Sweep(RECONCILER_TIMER, "booking.background:stuck_page"),
     "subscriptions": Sweep(RECONCILER_TIMER, "sync.jobs:subscriptions_page"),
     "reconcile": Sweep(RECONCILER_TIMER, "sync.reconcile:tenants_page", gap="sync.reconcile:pass_gap"),
@@ -152,7 +153,23 @@ class Background:
             self.queue.send({"kind": PAGE, "sweep": name, "run": run_id, "at": now.isoformat(), "page": 1})
             done[name] = "started"
         log.info("timer %s: %s", timer, ", ".join(f"{name} {what}" for name, what in done.items()))
+        if timer == RECONCILER_TIMER:
+            self._log_queue_depths()
         return done
+
+    def _log_queue_depths(self) -> None:
+        """For the workbook and the poison-queue alert (README, "Operations")."""
+        from shared.clients import poison_queue
+
+        for queue in (self.queue, poison_queue()):
+            try:
+                depth = queue.peek_count()
+            except Exception as error:
+                if not _missing(error):
+                    log.warning("queue depth of %s unknown (%s)", queue.name, type(error).__name__)
+                    continue
+                depth = 0  # a poison queue not made yet holds nothing
+            log.info("queue depth %s: %d", queue.name, depth)
 
     def _take_turn(self, name: str, now: datetime, gap: timedelta) -> bool:
         state = self.repos.store.get(SweepState, "sweep", name)
@@ -254,6 +271,10 @@ class Background:
             if self.repos.store.delete(row, if_unchanged=False):
                 deleted += 1
         return deleted
+
+
+def _missing(error: Exception) -> bool:
+    return type(error).__name__ == "ResourceNotFoundError"
 
 
 @cache

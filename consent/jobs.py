@@ -235,3 +235,24 @@ def cleanup_page(run: Any) -> tuple[str, Any]:
     runs = background().forget_runs(now, limit=PAGE)
     full = full or changes == PAGE or runs == PAGE
     return f"{deleted + changes + runs} expired row(s) deleted", ({"more": True} if full else None)
+
+
+TENANT_STATUSES = ("pending_consent", "enabled", "consent_revoked", "disabled")
+
+
+def tenant_counts_page(run: Any) -> tuple[str, Any]:
+    """Tenants by status, counted a page at a time; the last page logs one line per status (zero
+    included) for the operations workbook (README, "Operations")."""
+    from shared.clients import repositories
+    from shared.storage import Tenant
+
+    rows, token = repositories().store.page(Tenant, "RowKey eq 'tenant'", page_size=1000,
+                                            continuation=run.continuation)
+    counts = dict.fromkeys(TENANT_STATUSES, 0) | (run.extra or {})
+    for tenant in rows:
+        counts[tenant.status] = counts.get(tenant.status, 0) + 1
+    run.extra = counts
+    if token is None:
+        for status, count in counts.items():
+            log.info("tenants in status %s: %d", status, count)
+    return f"{len(rows)} tenant(s) counted", token

@@ -23,7 +23,7 @@ WORKBOOK = INFRA / "workbooks" / "operations.json"
 TABLES = json.loads((Path(__file__).with_name("app_insights_tables.json")).read_text())["tables"]
 KQL_CHECK = Path(__file__).with_name("kql_check.js")
 KUSTO = ROOT / "node_modules" / "@kusto" / "language-service-next" / "Kusto.Language.Bridge.min.js"
-PRODUCTION = ("function_app.py", "consent", "availability", "booking", "sync", "shared")
+PRODUCTION = ("function_app.py", "consent", "availability", "booking", "sync", "background", "shared")
 
 # What each alert is for (the brief of issue 19): its query file and a word of its display name.
 EXPECTED_ALERTS = {

@@ -383,7 +383,7 @@ def test_the_reconciler_creates_once_a_create_that_never_landed(tenants, sandbox
     assert len(creates(sandbox, since)) == 2
 
 
-def test_the_reconciler_timer_is_registered_on_the_app(app_env):
+def test_the_reconciler_timer_is_registered_on_the_app(app_env, caplog):
     import function_app
     from devhost.config import resolve_setting_expressions
     from devhost.host import load_functions
@@ -395,6 +395,7 @@ def test_the_reconciler_timer_is_registered_on_the_app(app_env):
     assert timer.trigger["schedule"] == "%BOOKING_RECONCILE_SCHEDULE%"
     assert timer.trigger["runOnStartup"] is False and timer.trigger["useMonitor"] is True
     CronSchedule.parse(resolve_setting_expressions(timer.trigger["schedule"]))  # the setting resolves
+    caplog.set_level("INFO")
     timer.user_function(timer=None)
     timer.user_function(timer=None)  # at once again: reconciliation waits RECONCILE_HOURS / 2
 
@@ -403,6 +404,8 @@ def test_the_reconciler_timer_is_registered_on_the_app(app_env):
 
     assert sweeps() == ["reconcile", "stuck-bookings", "stuck-bookings", "subscriptions", "subscriptions",
                         "webhooks", "webhooks"]
+    depths = [r.getMessage() for r in caplog.records if r.getMessage().startswith("queue depth ")]
+    assert depths[-2:] == [f"queue depth {job_queue().name}: 7", f"queue depth {job_queue().name}-poison: 0"]
 
 
 @pytest.mark.parametrize(
