@@ -43,7 +43,7 @@ def main() -> None:
     with local_stack(tenants, []) as stack:
         import msal
 
-        from consent.jobs import Timer
+        from background.jobs import TOKEN_REFRESH_TIMER, background
         from devhost import LocalHost
         from shared.clients import job_queue, member_tokens, repositories
         from shared.storage import ConnectedUser, Tenant, utcnow
@@ -81,13 +81,37 @@ def main() -> None:
             for user in list(repos.users(tenant_id(t))):
                 repos.store.modify(ConnectedUser, tenant_id(t), user.row_key, due)
 
+        import dataclasses
+        import json
+
+        import shared.settings
+
+        # Pacing off (Key Vault's limit is the bound in production): measure the function itself.
+        unpaced = dataclasses.replace(shared.settings.get_settings(), refresh_jobs_per_second=1_000_000)
+        shared.settings.get_settings = lambda: unpaced
         queue = job_queue()
-        timer = Timer(repos, queue, jobs_per_second=1_000_000)  # pacing off: measure the function itself
         began = time.perf_counter()
-        counts = timer.run()
+        background().tick(TOKEN_REFRESH_TIMER)
+        tick = time.perf_counter() - began
+        counts = {"members": 0}
+        jobs = []
+        while True:  # the sweeps' page jobs, run here; the jobs they queue are set aside for the host
+            received = list(queue.client.receive_messages(max_messages=32, visibility_timeout=300))
+            if not received:
+                break
+            for message in received:
+                if json.loads(message.content)["kind"] == "sweep.page":
+                    outcome = background().run(message.content)
+                    if outcome.startswith("members page"):
+                        counts["members"] += int(outcome.split(": ")[1].split()[0])
+                else:
+                    jobs.append(message.content)
+                queue.client.delete_message(message)
         enqueue = time.perf_counter() - began
-        print(f"  timer: {counts['members']} jobs enqueued in {enqueue:.2f} s "
-              f"({counts['members'] / enqueue:.0f} messages/s)")
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(queue.client.send_message, jobs))
+        print(f"  timer run {tick * 1000:.0f} ms; its page jobs queued {counts['members']} refresh jobs in "
+              f"{enqueue:.2f} s ({counts['members'] / enqueue:.0f} messages/s)")
 
         import function_app
 
