@@ -122,7 +122,12 @@ def mailbox(tenant_id: str, address: str, path: str) -> str:
     if tenant is None:
         return "tenant gone"
     if repos.upcoming_bookings(tenant_id, address, utcnow()):
-        return subscriptions().ensure(tenant, address, path)
+        made = subscriptions().ensure(tenant, address, path)
+        if made == "subscribed" or made.startswith("made again"):
+            # What happened in Outlook before the subscription existed was never notified: the
+            # mailbox's upcoming bookings are read once now, as after `missed`.
+            return f"{made}; {resync(tenant, address)}"
+        return made
     row = subscriptions().row(tenant_id, mailbox_key(address))
     return subscriptions().remove(row) if row is not None else "no upcoming booking"
 

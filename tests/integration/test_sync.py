@@ -510,3 +510,25 @@ def test_webhooks_reach_the_web_app_signed_even_after_it_was_down(hook, booked, 
         assert verify(headers, body, hook.keys) == [True]
     versions = {c["booking"]["version"] for c in got if "booking" in c}
     assert versions == {1, 2}  # the snapshots of one booking, told apart by version
+
+
+
+def test_an_answer_given_before_the_mailbox_was_subscribed_is_read_once_it_is(host, sandbox):
+    """Making the first booking's subscription takes a while; what an attendee does meanwhile is
+    never notified, so the job that made the subscription reads the mailbox's upcoming bookings."""
+    api = host.api()
+    feed = Feed(api)
+    feed.read()
+    # The host's first reconciliation pass is over (the next is hours away), so it finds nothing.
+    eventually(lambda: "reconcile page 1:" in host.log.read_text())
+    control(sandbox, "POST", "/faults", json={"path": "^/v1.0/subscriptions$", "method": "POST", "count": 1,
+                                              "latencyMs": 3000})
+    booking = book(api, "early")
+    assert [c["cause"] for c in feed.wait(1)] == ["api"]
+    grace = copy_of(sandbox, GRACE, booking["subject"])
+    assert subscriptions(sandbox) == []  # still being made
+    control(sandbox, "POST", f"/users/{GRACE}/events/{grace['id']}/respond", json={"response": "accepted"})
+    eventually(lambda: subscriptions(sandbox))
+    changes = feed.wait(1)
+    assert [(c["cause"], {a["email"]: a["response"] for a in c["booking"]["attendees"]}[GRACE])
+            for c in changes] == [("attendee_responded", "accepted")]
