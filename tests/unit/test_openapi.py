@@ -154,3 +154,17 @@ def test_the_bearer_scheme_and_its_refusals():
     assert {"unauthenticated", "forbidden"} <= set(codes)
     header = DOCUMENT["components"]["parameters"]["OrganizationId"]
     assert header["schema"]["pattern"] == "^[A-Za-z0-9_.@+-]{1,128}$"
+
+
+def test_the_webhook_is_described_with_its_signature():
+    import re
+
+    from sync.webhooks import SIGNATURE_HEADER, sign
+
+    hook = DOCUMENT["webhooks"]["change"]["post"]
+    assert hook["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Change"}
+    [header] = [p for p in hook["parameters"] if p["in"] == "header"]
+    assert header["name"] == SIGNATURE_HEADER and header["required"] is True
+    pattern = re.compile(header["schema"]["pattern"])
+    assert pattern.fullmatch(sign(b"{}", [b"one"], 1_700_000_000))
+    assert pattern.fullmatch(sign(b"{}", [b"new", b"old"], 1_700_000_000))  # a rotation: two v1
