@@ -8,7 +8,7 @@ import logging
 
 import azure.functions as func
 
-from shared.logs import request_context
+from shared.logs import request_context, with_invocation
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ bp = func.Blueprint()
 # and a run that is still going is not started again.
 @bp.function_name("token_refresh_timer")
 @bp.timer_trigger(schedule="%TOKEN_REFRESH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+@with_invocation
 def token_refresh_timer(timer: func.TimerRequest) -> None:
     """Token refresh, consent health, cleanup and retention (default every 6 hours)."""
     from background.jobs import TOKEN_REFRESH_TIMER, background
@@ -32,6 +33,7 @@ def token_refresh_timer(timer: func.TimerRequest) -> None:
 @bp.function_name("booking_reconciler")
 @bp.timer_trigger(schedule="%BOOKING_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False,
                   use_monitor=True)
+@with_invocation
 def booking_reconciler(timer: func.TimerRequest) -> None:
     """Stuck bookings, subscriptions, reconciliation with Outlook, webhooks (default every 2 minutes)."""
     from background.jobs import RECONCILER_TIMER, background
@@ -42,6 +44,7 @@ def booking_reconciler(timer: func.TimerRequest) -> None:
 
 @bp.function_name("background_job")
 @bp.queue_trigger(arg_name="message", queue_name="%JOBS_QUEUE_NAME%", connection="SERVICE_STORAGE")
+@with_invocation
 def background_job(message: func.QueueMessage) -> None:
     from background.jobs import background
 

@@ -206,7 +206,11 @@ class Background:
             raise ValueError(f"unknown job kind {kind!r}")
         if kind == PAGE:
             return self.run_page(message)
-        return _resolve(target)(message)
+        from shared.logs import tenant_context
+
+        tenant = message.get("tenantId")
+        with tenant_context(tenant if isinstance(tenant, str) else None):
+            return _resolve(target)(message)
 
     def run_batch(self, jobs: Any) -> str:
         """Each job of a `batch` message once (identical ones, such as one notification

@@ -25,6 +25,7 @@ instances run the queue function, the writes arrive at most at that rate.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import logging
 import math
@@ -182,7 +183,8 @@ def _send_all(messages: list[tuple[dict[str, Any], int]]) -> None:
         return
     queue = job_queue()
     with ThreadPoolExecutor(max_workers=min(SENDERS, len(messages)), thread_name_prefix="enqueue") as pool:
-        list(pool.map(lambda item: queue.send(item[0], delay=item[1]), messages))
+        # Each send in a copy of this context, so its log lines keep the request's ids.
+        list(pool.map(lambda item: contextvars.copy_context().run(queue.send, item[0], delay=item[1]), messages))
 
 
 def members_page(run: Any) -> tuple[str, Any]:
