@@ -68,6 +68,7 @@ SWEEPS: dict[str, Sweep] = {
     "tenants": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:tenants_page"),
     "cleanup": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:cleanup_page"),
     "tenant-counts": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:tenant_counts_page"),
+    "revoked": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:revoked_page", gap="consent.jobs:one_day"),
     "stuck-bookings": Sweep(RECONCILER_TIMER, "booking.background:stuck_page"),
     "subscriptions": Sweep(RECONCILER_TIMER, "sync.jobs:subscriptions_page"),
     "reconcile": Sweep(RECONCILER_TIMER, "sync.reconcile:tenants_page", gap="sync.reconcile:pass_gap"),

@@ -29,6 +29,8 @@ import contextvars
 import itertools
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -46,6 +48,12 @@ REFRESH_MEMBER = "refresh_member"
 CHECK_TENANT = "check_tenant"
 PAGE = 200
 CONSENT_OUTCOME_KEPT = timedelta(days=1)
+# The errors a deleted registration or a wrong APP_CLIENT_ID also gives (learn.microsoft.com/entra/
+# identity-platform/reference-error-codes): checked against the home tenant before a tenant changes.
+APP_NOT_FOUND = frozenset({700016, 7000229})
+HOME_CHECK_FOR = 60.0
+_HOME_LOCK = threading.Lock()
+_HOME_VERDICT: dict[str, Any] = {}
 SENDERS = 16
 
 
@@ -117,8 +125,9 @@ class Jobs:
 
     def check_tenant(self, tenant_id: str) -> str:
         tenant = self.repos.tenant(tenant_id)
-        if tenant is None or tenant.status != "enabled" or tenant.mode != "domain":
-            return "skipped: not an enabled domain tenant"
+        if tenant is None or tenant.mode != "domain" or tenant.status not in ("enabled", "consent_revoked"):
+            return "skipped: not a domain tenant to check"
+        revoked = tenant.status == "consent_revoked"  # the daily re-check: is the consent back?
         try:
             result = self.tokens.app_token(tenant_id, fresh=True)
         except IdentityError as error:
@@ -127,15 +136,67 @@ class Jobs:
                              "rotate it (README, 'Rotating the app credential'). No tenant was changed.",
                              error.aadsts)
                 return "alert: app credential"
+            if error.is_consent_error and revoked:
+                return "still consent_revoked"
             if error.is_consent_error:
+                if APP_NOT_FOUND & set(error.codes):
+                    ours = self._our_fault()
+                    if ours is not None:
+                        return f"alert: the app is not found in its home tenant either ({ours})"
                 self._revoked(tenant_id, error.aadsts or error.error)
                 return "consent_revoked"
             raise
         roles = set(token_claims(result.get("access_token", "")).get("roles") or ())
         if not CALENDAR_ROLES.issubset(roles):
+            if revoked:
+                return "still consent_revoked"
             self._revoked(tenant_id, "calendar role missing")
             return "consent_revoked"
+        if revoked:
+            self._restored(tenant_id)
+            return "consent_restored"
         return "healthy"
+
+    def _our_fault(self) -> str | None:
+        """AADSTS700016 and 7000229 are also what every tenant answers when our own registration is
+        deleted or APP_CLIENT_ID is wrong: before a tenant is marked, the same credential asks for a
+        token in the home tenant, where the app always is. The error when that fails too (ours:
+        the operator alert, once per instance and minute), else None."""
+        from shared.settings import get_settings
+
+        now = time.monotonic()
+        with _HOME_LOCK:
+            cached = _HOME_VERDICT.get("at")
+            if cached is not None and now - cached < HOME_CHECK_FOR:
+                return _HOME_VERDICT.get("error")
+            try:
+                self.tokens.app_token(get_settings().home_tenant_id, fresh=True)
+                error = None
+            except IdentityError as failure:
+                error = failure.aadsts or failure.error
+            _HOME_VERDICT.update({"at": now, "error": error})
+        if error is not None:
+            log.critical("OPERATOR ALERT: the app is not found in its own home tenant either (%s): the app "
+                         "registration is gone or APP_CLIENT_ID is wrong (README, 'Operations'). No tenant was "
+                         "changed.", error)
+        return error
+
+    def _restored(self, tenant_id: str) -> None:
+        def mark(tenant: Tenant) -> Tenant | None:
+            if tenant.status != "consent_revoked":
+                return None
+            tenant.status, tenant.updatedAt = "enabled", self.clock()
+            return tenant
+
+        changed = self.repos.store.modify(Tenant, tenant_id, "tenant", mark)
+        log.info("tenant's consent is back: enabled again")
+        if changed is not None and changed.status == "enabled":
+            from shared.clients import job_queue
+            from sync.changes import record_tenant_status
+
+            record_tenant_status(self.repos, changed, "consent_restored")
+            # Its upcoming bookings are read again and their organizers subscribed again.
+            job_queue().send({"kind": "sync.reconcile", "tenantId": tenant_id, "at": self.clock().isoformat()})
 
     def _revoked(self, tenant_id: str, why: str) -> None:
         def mark(tenant: Tenant) -> Tenant | None:
@@ -258,3 +319,18 @@ def tenant_counts_page(run: Any) -> tuple[str, Any]:
         for status, count in counts.items():
             log.info("tenants in status %s: %d", status, count)
     return f"{len(rows)} tenant(s) counted", token
+
+
+def revoked_page(run: Any) -> tuple[str, Any]:
+    """The daily re-check of `consent_revoked` domain tenants: a check each, which makes one
+    `enabled` again (with a `consent_restored` change) when the consent is back."""
+    from shared.clients import repositories
+
+    tenants, token = repositories().tenants_page(status="consent_revoked", mode="domain", page_size=PAGE,
+                                                 continuation=run.continuation)
+    _send_all([({"kind": CHECK_TENANT, "tenantId": t.tenantId, "enqueuedAt": _iso(run.at)}, 0) for t in tenants])
+    return f"{len(tenants)} revoked tenant check(s)", token
+
+
+def one_day() -> timedelta:
+    return timedelta(days=1)

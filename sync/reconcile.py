@@ -9,8 +9,10 @@ for longer than `RECONCILE_HOURS`. The pass pages through enabled tenants and qu
 tenant; that job reads a page of the tenant's upcoming confirmed bookings from the listing index
 (booking/listing.py: key-range reads, never the tenant's history), re-reads each event exactly as
 a notification would (sync/follow.py: at most one change, only when something the booking keeps
-changed) and queues the tenant's next page. The cost is one index row and one Graph read per
-upcoming booking, plus a page read per 200 tenants; the work is spread over the queue.
+changed) and queues the tenant's next page; an organizer found without a subscription (a tenant
+enabled again, a lost subscribe job) is subscribed. The cost is one index row and one Graph read
+per upcoming booking, one point read per organizer, plus a page read per 200 tenants; the work is
+spread over the queue.
 """
 
 from __future__ import annotations
@@ -64,10 +66,12 @@ def reconcile_tenant_job(message: dict[str, Any]) -> str:
          "end": f"{PREFIX}all:confirmed;", "now": start_key(now)},
         page_size=BOOKING_PAGE, continuation=message.get("continuation"))
     outcomes: dict[str, int] = {}
+    upcoming = []
     for row in rows:
         booking = repos.booking(tenant_id, row.bookingId)
         if booking is None or booking.status != "confirmed":
             continue  # an index row ahead of or behind its booking (booking/listing.py)
+        upcoming.append(booking)
         try:
             outcome = follower().refresh(tenant, booking)
         except Exception as error:  # one event's failure does not stop the tenant's pass
@@ -75,8 +79,25 @@ def reconcile_tenant_job(message: dict[str, Any]) -> str:
             outcome = "failed"
         outcome = outcome.split(":")[0]
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    _subscribe_missing(repos, tenant_id, upcoming)
     if token is not None:
         job_queue().send({**message, "continuation": token})
     summary = ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())) or "nothing upcoming"
     return f"reconciled: {summary}"
 
+
+
+def _subscribe_missing(repos: Any, tenant_id: str, bookings: list[Any]) -> None:
+    """An organizer with an upcoming booking and no subscription row (a tenant enabled again
+    after its consent came back, a lost subscribe job) gets one: one point read per organizer."""
+    from sync.jobs import mailbox_changed
+    from sync.subscriptions import Subscription, mailbox_key
+
+    seen: set[str] = set()
+    for booking in bookings:
+        address = (booking.organizerAddress or "").lower()
+        if not address or address in seen:
+            continue
+        seen.add(address)
+        if repos.store.get(Subscription, tenant_id, "sub:" + mailbox_key(address)) is None:
+            mailbox_changed(booking)

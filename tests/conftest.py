@@ -84,6 +84,7 @@ def clear_caches() -> None:
 
     background_jobs.background.cache_clear()
     consent_jobs.consent_jobs.cache_clear()
+    consent_jobs._HOME_VERDICT.clear()
     webhooks.webhooks.cache_clear()
 
 

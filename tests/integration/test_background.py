@@ -113,8 +113,8 @@ def test_a_run_enqueues_exactly_the_jobs_due_and_cleans_up(background, sandbox, 
     lines = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("tenants in status "))
     assert lines == ["tenants in status consent_revoked: 0", "tenants in status disabled: 0",
                      "tenants in status enabled: 2", "tenants in status pending_consent: 1"]
-    assert [page.split(":")[0] for page in sorted(timer.pages)] == ["cleanup page 1", "members page 1",
-                                                                    "tenant-counts page 1", "tenants page 1"]
+    assert [page.split(":")[0] for page in sorted(timer.pages)] == [
+        "cleanup page 1", "members page 1", "revoked page 1", "tenant-counts page 1", "tenants page 1"]
     assert "cleanup page 1: 1 expired row(s) deleted (last page)" in timer.pages
     jobs = timer.queued
     assert sorted((j["kind"], j.get("userId") or j["tenantId"]) for j in jobs) == [
@@ -185,7 +185,7 @@ def test_a_job_delivered_twice_is_harmless(background, sandbox):
     assert jobs.run(message) == "skipped: already refreshed"
     assert repos.user(DELEGATED, user.userId).secretVersion == version
     check = json.dumps({"kind": "check_tenant", "tenantId": DELEGATED, "enqueuedAt": utcnow().isoformat()})
-    assert jobs.run(check) == jobs.run(check) == "skipped: not an enabled domain tenant"
+    assert jobs.run(check) == jobs.run(check) == "skipped: not a domain tenant to check"
 
 
 def test_revoked_tenant_and_revoked_member_are_marked_the_others_refreshed(background, sandbox):
@@ -286,12 +286,12 @@ def test_the_timer_runs_now_through_the_admin_api(background, host, sandbox):
     assert answer.status_code == 202
     _, _, queue, _ = services()
     deadline = time.monotonic() + 10  # 202: the host runs the timer in the background, as Azure's does
-    while len(visible_messages(queue)) < 4 and time.monotonic() < deadline:
+    while len(visible_messages(queue)) < 5 and time.monotonic() < deadline:
         time.sleep(0.1)
     # The timer queued its sweeps' first pages, and nothing else.
     assert sorted((j["kind"], j["sweep"], j["page"]) for j in visible_messages(queue)) == [
-        ("sweep.page", "cleanup", 1), ("sweep.page", "members", 1), ("sweep.page", "tenant-counts", 1),
-        ("sweep.page", "tenants", 1)]
+        ("sweep.page", "cleanup", 1), ("sweep.page", "members", 1), ("sweep.page", "revoked", 1),
+        ("sweep.page", "tenant-counts", 1), ("sweep.page", "tenants", 1)]
 
 
 def test_a_sweep_runs_page_by_page_and_no_page_twice(background, monkeypatch):
@@ -341,3 +341,99 @@ def test_a_sweep_runs_page_by_page_and_no_page_twice(background, monkeypatch):
     assert seen_twice == "skipped: page 2 of members already done"
     assert sorted(refreshes) == [f"p{index}" for index in range(5)]  # each member once
     assert len(calls) == 4  # pages 1, 2 (failed), 2 again, 3
+
+
+def check(service, tenant_id: str) -> str:
+    return service.run(json.dumps({"kind": "check_tenant", "tenantId": tenant_id, "enqueuedAt": utcnow().isoformat()}))
+
+
+def consented_tenants(sandbox, *, with_our_app: bool = True) -> list[dict]:
+    """The two domain tenants with our app consented; `with_our_app` False: our app registration
+    deleted from the sandbox (every tenant, the home one too, then answers AADSTS700016)."""
+    ours = SEED["apps"][0]["clientId"]
+    grant = {ours: {"application": ["Calendars.ReadWrite"], "delegated": []}} if with_our_app else {}
+    tenants = [dict(t, consented=grant) for t in TENANTS[:2]]
+    apps = SEED["apps"] if with_our_app else [a for a in SEED["apps"] if a["clientId"] != ours]
+    sandbox.reset({"apps": apps, "tenants": tenants})
+    return tenants
+
+
+def enabled_domain_tenants(repos, *ids: str) -> None:
+    now = utcnow()
+    for tenant_id in ids:
+        repos.store.insert(Tenant(tenantId=tenant_id, organizationId="org-42", organizationName="Org", mode="domain",
+                                  status="enabled", consentedAt=now, createdAt=now, updatedAt=now))
+
+
+def test_our_own_app_gone_revokes_nobody_and_alerts_once(background, sandbox, caplog):
+    _, service, _, repos = services()
+    consented_tenants(sandbox)
+    enabled_domain_tenants(repos, DOMAIN_A, DOMAIN_B)
+    assert [check(service, DOMAIN_A), check(service, DOMAIN_B)] == ["healthy", "healthy"]
+    consented_tenants(sandbox, with_our_app=False)  # our registration deleted (or APP_CLIENT_ID wrong)
+    with caplog.at_level(logging.CRITICAL):
+        outcomes = [check(service, DOMAIN_A), check(service, DOMAIN_B)]
+    assert outcomes == ["alert: the app is not found in its home tenant either (AADSTS700016)"] * 2
+    assert {repos.tenant(t).status for t in (DOMAIN_A, DOMAIN_B)} == {"enabled"}  # nobody revoked
+    alerts = [r.getMessage() for r in caplog.records if "OPERATOR ALERT" in r.getMessage()]
+    assert len(alerts) == 1 and "AADSTS700016" in alerts[0]  # one alert, naming the error
+    consented_tenants(sandbox)  # the registration is back
+    clear_caches()  # a minute later, or another instance: the home tenant is asked again
+    _, service, _, _ = services()
+    assert [check(service, DOMAIN_A), check(service, DOMAIN_B)] == ["healthy", "healthy"]
+    sandbox.session().post(f"{sandbox.base_url}/_sandbox/tenants/{DOMAIN_B}/revoke").raise_for_status()
+    assert [check(service, DOMAIN_A), check(service, DOMAIN_B)] == ["healthy", "consent_revoked"]
+    assert (repos.tenant(DOMAIN_A).status, repos.tenant(DOMAIN_B).status) == ("enabled", "consent_revoked")
+
+
+def test_a_revoked_tenant_is_checked_daily_and_enabled_when_the_consent_is_back(background, sandbox):
+    from background.jobs import TOKEN_REFRESH_TIMER
+
+    _, service, queue, repos = services()
+    consented_tenants(sandbox)
+    enabled_domain_tenants(repos, DOMAIN_A)
+    sandbox.session().post(f"{sandbox.base_url}/_sandbox/tenants/{DOMAIN_A}/revoke").raise_for_status()
+    assert check(service, DOMAIN_A) == "consent_revoked"
+    drain(queue)
+
+    def daily() -> list[str]:
+        """The revoked sweep's page and the checks it queued, run."""
+        done = []
+        for _ in range(5):
+            for message in queue.client.receive_messages(max_messages=32, visibility_timeout=30):
+                body = json.loads(message.content)
+                if body["kind"] == "check_tenant" or body.get("sweep") == "revoked":
+                    done.append(service.run(message.content))
+                queue.client.delete_message(message)
+        return done
+
+    assert service.tick(TOKEN_REFRESH_TIMER)["revoked"] == "started"
+    assert daily() == ["revoked page 1: 1 revoked tenant check(s) (last page)", "still consent_revoked"]
+    assert service.tick(TOKEN_REFRESH_TIMER)["revoked"] == "not due"  # once a day
+    consented_tenants(sandbox)  # the admin consented again
+    # A day later: MSAL keeps an identical request's HTTP 400 answer for 60 s (msal/throttled_http_client.py).
+    clear_caches()
+    _, service, _, repos = services()
+    assert check(service, DOMAIN_A) == "consent_restored"
+    assert repos.tenant(DOMAIN_A).status == "enabled"
+    changes = background.get(f"/tenants/{DOMAIN_A}/changes").json()["changes"]
+    assert [(c["cause"], c["status"]) for c in changes] == [("consent_revoked", "consent_revoked"),
+                                                            ("consent_restored", "enabled")]
+    assert check(service, DOMAIN_A) == "healthy"
+
+
+def test_a_member_of_a_tenant_that_is_not_enabled_is_never_refreshed(background, sandbox):
+    admin_consent(background, sandbox, DELEGATED, "boss@d.example", mode="delegated")
+    connect_member(background, sandbox, DELEGATED, "ann@d.example")
+    _, service, _, repos = services()
+    user = repos.member(DELEGATED, "ann@d.example")
+
+    def disabled(row: Tenant) -> Tenant:  # a disconnect that failed before the member's tokens went
+        row.status = "disabled"
+        return row
+
+    repos.store.modify(Tenant, DELEGATED, "tenant", disabled)
+    message = json.dumps({"kind": "refresh_member", "tenantId": DELEGATED, "userId": user.userId,
+                          "enqueuedAt": utcnow().isoformat()})
+    assert service.run(message) == "skipped: tenant not enabled"
+    assert repos.user(DELEGATED, user.userId).secretVersion == user.secretVersion

@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -489,6 +490,16 @@ def test_a_decline_whose_notification_was_dropped_arrives_by_reconciliation(book
     assert [(c["type"], c["cause"]) for c in changes] == [("booking.updated", "attendee_responded")]
     assert {a["email"]: a["response"] for a in changes[0]["booking"]["attendees"]}[ALAN] == "declined"
     assert "reconciled: " in host.log.read_text()
+    # A subscription lost without a trace (its row and Graph's gone): the next pass makes it again.
+    from sync.subscriptions import Subscription
+
+    [row] = list(host.store.query(Subscription, "PartitionKey eq @t", {"t": TENANT}))
+    host.store.delete(row, if_unchanged=False)
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    control(sandbox, "PATCH", f"/subscriptions/{subscriptions(sandbox)[0]['id']}", json={"expirationDateTime": past})
+    assert subscriptions(sandbox) == []
+    remade = eventually(lambda: subscriptions(sandbox))
+    assert remade[0]["resource"].lower() == f"users/{ADA}/events"
 
 
 @pytest.mark.parametrize("host", [{"WEBHOOK_URL": "hook"}], indirect=True)
