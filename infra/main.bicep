@@ -113,6 +113,11 @@ param refreshJobsPerSecond int = 25
 @description('RECONCILE_HOURS: every upcoming booking is re-read from Outlook at least this often (hours; notifications can be lost).')
 param reconcileHours string = '6'
 
+@description('BOOKING_RETENTION_DAYS: a booking row is deleted this many days after its meeting ended (at least 30: idempotency keys live 30 days).')
+@minValue(30)
+@maxValue(3650)
+param bookingRetentionDays int = 90
+
 @description('WEBHOOK_URL: where every change is POSTed, signed (https); empty: no webhooks.')
 param webhookUrl string = ''
 
@@ -382,6 +387,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     BOOKING_RECONCILE_SCHEDULE: bookingReconcileSchedule
     REFRESH_JOBS_PER_SECOND: string(refreshJobsPerSecond)
     RECONCILE_HOURS: reconcileHours
+    BOOKING_RETENTION_DAYS: string(bookingRetentionDays)
     WEBHOOK_URL: webhookUrl
     WEBHOOK_SECRET_NAME: webhookSecretName
     HTTP_TIMEOUT_SECONDS: string(httpTimeoutSeconds)

@@ -174,6 +174,9 @@ class Settings:
     # Vault secret whose enabled versions sign them.
     webhook_url: str | None = None
     webhook_secret_name: str = "webhook-signing-secret"  # noqa: S105 (a secret's name)
+    # A booking row (and its index rows) is deleted this many days after its meeting ended
+    # (booking/retention.py); at least 30, so an idempotent replay (keys live 30 days) finds it.
+    booking_retention_days: int = 90
     log_level: str = "INFO"
     version: str = "0.1.0"
 
@@ -281,6 +284,7 @@ class Settings:
             webhook_url=_url("WEBHOOK_URL", webhook, https_only=False) if (webhook := get("WEBHOOK_URL", "")) else None,
             webhook_secret_name=_secret_name("WEBHOOK_SECRET_NAME",
                                              get("WEBHOOK_SECRET_NAME", "webhook-signing-secret")),
+            booking_retention_days=_int("BOOKING_RETENTION_DAYS", get("BOOKING_RETENTION_DAYS", "90"), 30, 3650),
             log_level=level,
             version=get("APP_VERSION", "0.1.0"),
         )
