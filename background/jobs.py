@@ -52,6 +52,7 @@ KINDS: dict[str, str] = {
     "sync.reconcile": "sync.reconcile:reconcile_tenant_job",
     "webhook.pump": "sync.webhooks:pump_job",
     "webhook.deliver": "sync.webhooks:deliver_job",
+    "erase.person": "booking.erasure:erase_job",
 }
 
 
@@ -68,6 +69,8 @@ SWEEPS: dict[str, Sweep] = {
     "tenants": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:tenants_page"),
     "cleanup": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:cleanup_page"),
     "tenant-counts": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:tenant_counts_page"),
+    "retention": Sweep(TOKEN_REFRESH_TIMER, "booking.retention:retention_page", gap="booking.retention:retention_gap"),
+    "erasures": Sweep(TOKEN_REFRESH_TIMER, "booking.erasure:stalled_page"),
     "revoked": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:revoked_page", gap="consent.jobs:one_day"),
     "stuck-bookings": Sweep(RECONCILER_TIMER, "booking.background:stuck_page"),
     "subscriptions": Sweep(RECONCILER_TIMER, "sync.jobs:subscriptions_page"),

@@ -8,10 +8,11 @@ tenant's partition, one per way of finding it:
     !ix:a<attendee key>:<status>:<start>:<bookingId>   by each invited attendee's address
 
 `<start>` is the UTC start as `YYYYMMDDTHHMMSS` (so keys sort by start, then id), an address key
-is the first 16 hex digits of the SHA-256 of the lower-cased address. A page is one key-range
-query per status asked (two without a status filter, merged by start and id), starting at the
-cursor or at `from` minus 24 hours (no booking lasts longer) and ending before `to`, so it reads
-about a page of rows whatever the tenant's history; each hit is checked against its booking row.
+is the first 16 hex digits of the SHA-256 of the lower-cased address (a person erased from the
+booking has no row: booking/erasure.py). A page is one key-range query per status asked (two
+without a status filter, merged by start and id), starting at the cursor or at `from` minus 24
+hours (no booking lasts longer) and ending before `to`, so it reads about a page of rows whatever
+the tenant's history; each hit is checked against its booking row.
 
 Index rows are written ahead: the rows of a booking's new state before the transaction that
 moves the booking row there, the rows of its old state deleted after. A reader believes an index
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from booking.erasure import is_erased
 from shared.errors import InvalidRequest
 from shared.storage import Booking, Repositories, TenantRecord
 
@@ -63,11 +65,13 @@ class ListingRow(TenantRecord):
 
 
 def rows_for(booking: Booking) -> list[ListingRow]:
+    """The index rows of the booking's state; none for a person erased from it (booking/erasure.py)."""
     if booking.status not in STATUSES:
         return []
     key, end = start_key(booking.start), start_key(booking.end)
-    dimensions = ["all", "o" + address_key(booking.organizerAddress or booking.organizer),
-                  *("a" + address_key(a) for a in dict.fromkeys(booking.attendees))]
+    organizer = booking.organizerAddress or booking.organizer
+    dimensions = ["all", *(() if is_erased(organizer) else ("o" + address_key(organizer),)),
+                  *("a" + address_key(a) for a in dict.fromkeys(booking.attendees) if not is_erased(a))]
     return [ListingRow(tenantId=booking.tenantId, dimension=d, status=booking.status, startKey=key,
                        bookingId=booking.bookingId, endKey=end) for d in dimensions]
 
@@ -82,13 +86,20 @@ def ahead(repos: Repositories, booking: Booking) -> None:
 def behind(repos: Repositories, before: Booking, after: Booking) -> None:
     """Delete the index rows of the old state that the new state does not have."""
     keep = {row.row_key for row in rows_for(after)}
-    stale = [row for row in rows_for(before) if row.row_key not in keep]
-    for chunk in range(0, len(stale), BATCH):
+    drop(repos, [row for row in rows_for(before) if row.row_key not in keep])
+
+
+def drop(repos: Repositories, rows: list[ListingRow]) -> int:
+    """Delete index rows (those already gone are fine); how many were there."""
+    deleted = 0
+    for chunk in range(0, len(rows), BATCH):
         try:
-            repos.store.transact([("delete", row) for row in stale[chunk:chunk + BATCH]])
+            repos.store.transact([("delete", row) for row in rows[chunk:chunk + BATCH]])
+            deleted += len(rows[chunk:chunk + BATCH])
         except Exception:  # a row already gone fails the batch: delete one by one
-            for row in stale[chunk:chunk + BATCH]:
-                repos.store.delete(row, if_unchanged=False)
+            for row in rows[chunk:chunk + BATCH]:
+                deleted += bool(repos.store.delete(row, if_unchanged=False))
+    return deleted
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,10 @@ def tenant_member(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     if "@" in user_id:
         user_id = v.email(user_id, "userId")
     if req.method == "DELETE":
-        tenant_service().disconnect_member(tenant_id, caller.organization_id, user_id)
+        erase = req.params.get("erase")
+        if erase not in (None, "true", "false"):
+            raise InvalidRequest("erase must be true or false.", target="erase")
+        tenant_service().disconnect_member(tenant_id, caller.organization_id, user_id, erase=erase == "true")
         return func.HttpResponse(status_code=204)
     return json_response(tenant_service().member(tenant_id, caller.organization_id, user_id))
 

@@ -182,11 +182,29 @@ class TenantService:
         tenant = self.require(tenant_id, organization_id)
         return member_view(self._member(tenant, user_id), user_id)
 
-    def disconnect_member(self, tenant_id: str, organization_id: str, user_id: str) -> None:
+    def disconnect_member(self, tenant_id: str, organization_id: str, user_id: str, *, erase: bool = False) -> str:
+        """Disconnect the member (tokens deleted); with `erase`, also erase the person named (a member
+        or not) from the tenant's bookings and changes (booking/erasure.py). Returns what happened:
+        with `erase`, "done", or that a job carries on (recorded and queued before the answer)."""
         tenant = self.require(tenant_id, organization_id)
         user = self._member(tenant, user_id)
+        if not erase:
+            if user is not None:
+                self.members.disconnect(tenant_id, user.userId)
+            return "disconnected"
+        if not tenant.owned:
+            return "nothing to erase"  # an open claim: the organization holds none of the tenant's data
+        from booking.erasure import INLINE_SECONDS, eraser
+
+        work = eraser()
+        aliases = {user.userId, user.email, user.upn or ""} if user is not None else set()
+        erasure = work.begin(tenant_id, user_id, aliases)  # first: a retry finds it, a lost job is restarted
         if user is not None:
             self.members.disconnect(tenant_id, user.userId)
+            work.forget_member(user)
+        outcome = work.run(erasure, seconds=INLINE_SECONDS, inline=True)
+        log.info("person erased from the tenant: %s", outcome)
+        return outcome
 
     def members_page(self, tenant_id: str, organization_id: str, *, status: str | None, limit: int,
                      cursor: str | None) -> dict[str, Any]:

@@ -7,7 +7,9 @@ recorded, the first that applies of: deleted (Graph answers 404), cancelled (`is
 moved (start or end; it carries the reset responses too), an attendee's response. The booking
 row's new state and the change are written in one transaction
 (booking.service.record_booking_change), so duplicates, retries of the queue and two hosts
-reading the same event record it once.
+reading the same event record it once. A person erased from the booking (booking/erasure.py) stays
+erased: only the booking's own attendees are looked up in the event, markers never, and a booking
+whose organizer was erased is not read at all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 from typing import Any
 
 from booking import events as ev
+from booking.erasure import is_erased
 from shared.errors import ServiceError
 from shared.storage import Booking, Repositories, Tenant
 from sync.changes import ChangeLog
@@ -44,6 +47,8 @@ class Follower:
         """Re-read the booking's event and record what changed (at most one change)."""
         if booking.status != "confirmed" or not booking.eventId:
             return "nothing to follow"
+        if is_erased(booking.organizer):
+            return "nothing to follow: the organizer was erased"  # the service no longer reads that calendar
         try:
             token = self.members.access_token(tenant.tenantId, booking.organizer) if tenant.mode == "delegated" \
                 else None
@@ -83,16 +88,18 @@ def what_changed(current: Booking, event: dict[str, Any] | None) -> tuple[str, s
         current.start, current.end = start or current.start, end or current.end
         current.responses = json.dumps(responses)
         return "booking.updated", "moved_in_outlook"
-    if responses != {a: current.response_map.get(a, "none") for a in current.attendees}:
+    if responses != {a: current.response_map.get(a, "none") for a in current.attendees if not is_erased(a)}:
         current.responses = json.dumps(responses)
         return "booking.updated", "attendee_responded"
     return None
 
 
 def invited_responses(booking: Booking, event: dict[str, Any]) -> dict[str, str]:
-    """The invited attendees' responses as the event shows them ("none" for one it lists not)."""
+    """The invited attendees' responses as the event shows them ("none" for one it lists not).
+    Keyed by the booking's own attendees only, and never an erased one's: an address the event
+    still lists never comes back into the row (booking/erasure.py)."""
     found: dict[str, str] = {}
     for attendee in event.get("attendees") or ():
         address = str((attendee.get("emailAddress") or {}).get("address", "")).lower()
         found[address] = str((attendee.get("status") or {}).get("response") or "none")
-    return {a: found.get(a, "none") for a in booking.attendees}
+    return {a: found.get(a, "none") for a in booking.attendees if not is_erased(a)}

@@ -1,0 +1,128 @@
+"""Retention: a booking row is deleted `BOOKING_RETENTION_DAYS` (default 90, at least 30) after its
+meeting ended, with everything keyed to it (shared/API.md, "Data kept").
+
+The `retention` sweep (background/jobs.py, on the token-refresh timer, at most once a day) runs
+in three phases, each a filtered query over the whole table read a page at a time from its
+continuation (the table service filters; nothing loads a table), and each page deletes at most
+about `MOST_ROWS` rows:
+
+1. `bookings`: booking rows whose `end` is before the cutoff (any status, any tenant). For each:
+   its `!event:` index row, then the row itself (with the ETag read: a booking changed meanwhile
+   is left for the next run), then its listing rows (booking/listing.py).
+2. `index`: listing rows whose meeting ended before the cutoff, whatever state they describe:
+   rows of an older state that a crash left behind, or of a booking whose deletion stopped
+   half-way.
+3. `leases`: lease rows (the organizer's, named by the mailbox address) untouched for as long.
+
+Changes are deleted after 30 days and idempotency records 30 days after they were made, by the
+`cleanup` sweep (consent/jobs.py). A key's record therefore always goes before its booking row
+(a booking ends after its key was made, and is kept at least 30 days after that), so an
+idempotent replay finds its booking for as long as the key is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PAGE = 50  # booking rows read per page
+MOST_ROWS = 300  # rows a page deletes at most (then it hands on; a booking has up to 103)
+INDEX_PAGE = 300
+PHASES = ("bookings", "index", "leases")
+
+
+def retention_gap() -> timedelta:
+    """The least time between two runs (the timer fires every few hours)."""
+    return timedelta(hours=20)
+
+
+def cutoff_of(run: Any) -> Any:
+    from shared.settings import get_settings
+
+    return run.at - timedelta(days=get_settings().booking_retention_days)
+
+
+def retention_page(run: Any) -> tuple[str, Any]:
+    """One page of the current phase; the continuation names the phase and where it stopped."""
+    from shared.clients import repositories
+
+    repos = repositories()
+    state = run.continuation or {"phase": PHASES[0]}
+    phase, token = state["phase"], state.get("token")
+    cutoff = cutoff_of(run)
+    if phase == "bookings":
+        outcome, token, more = _bookings(repos, cutoff, token)
+    elif phase == "index":
+        outcome, token, more = _index(repos, cutoff, token)
+    else:
+        outcome, token, more = _leases(repos, cutoff, token)
+    if more:  # stopped inside the page: read it again (what was deleted is not there any more)
+        return f"{phase}: {outcome}", {"phase": phase, "token": state.get("token")}
+    if token is not None:
+        return f"{phase}: {outcome}", {"phase": phase, "token": token}
+    following = PHASES.index(phase) + 1
+    return f"{phase}: {outcome}", ({"phase": PHASES[following]} if following < len(PHASES) else None)
+
+
+def _bookings(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
+    from shared.storage import Booking
+
+    rows, next_token = repos.store.page(Booking, "end lt @cutoff", {"cutoff": cutoff}, page_size=PAGE,
+                                        continuation=token)
+    deleted = bookings = 0
+    for booking in rows:
+        if deleted >= MOST_ROWS:
+            return f"{bookings} booking(s), {deleted} row(s) deleted; more in this page", next_token, True
+        count = delete_booking(repos, booking)
+        bookings += bool(count)
+        deleted += count
+    return f"{bookings} booking(s), {deleted} row(s) deleted", next_token, False
+
+
+def delete_booking(repos: Any, booking: Any) -> int:
+    """Delete the booking row and the rows keyed to it; how many rows went (0: it changed since
+    it was read, and is left for the next run)."""
+    from booking import listing
+    from shared.errors import ConcurrencyConflict
+    from shared.storage import EventIndex
+
+    deleted = 0
+    if booking.eventId:
+        deleted += repos.store.delete(EventIndex(tenantId=booking.tenantId, eventId=booking.eventId,
+                                                 bookingId=booking.bookingId), if_unchanged=False)
+    try:
+        if not repos.store.delete(booking):  # with its ETag
+            return deleted
+    except ConcurrencyConflict:
+        log.info("a booking due for deletion changed meanwhile; the next run deletes it")
+        return deleted
+    return deleted + 1 + listing.drop(repos, listing.rows_for(booking))
+
+
+def _index(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
+    from booking.listing import PREFIX, ListingRow, start_key
+
+    rows, next_token = repos.store.page(
+        ListingRow, "RowKey ge @low and RowKey lt @high and endKey gt '0' and endKey lt @cutoff",
+        {"low": PREFIX, "high": PREFIX[:-1] + ";", "cutoff": start_key(cutoff)}, page_size=INDEX_PAGE,
+        continuation=token)
+    deleted = sum(bool(repos.store.delete(row, if_unchanged=False)) for row in rows)
+    return f"{deleted} index row(s) deleted", next_token, False
+
+
+def _leases(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
+    from shared.errors import ConcurrencyConflict
+    from shared.storage import Lease
+
+    rows, next_token = repos.store.page(Lease, "Timestamp lt @cutoff", {"cutoff": cutoff}, page_size=INDEX_PAGE,
+                                        continuation=token)
+    deleted = 0
+    for row in rows:
+        try:
+            deleted += bool(repos.store.delete(row))  # only if untouched since read (its ETag)
+        except ConcurrencyConflict:
+            continue
+    return f"{deleted} lease row(s) deleted", next_token, False
