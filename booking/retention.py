@@ -3,8 +3,9 @@ meeting ended, with everything keyed to it (shared/API.md, "Data kept").
 
 The `retention` sweep (background/jobs.py, on the token-refresh timer, at most once a day) runs
 in three phases, each a filtered query over the whole table read a page at a time from its
-continuation (the table service filters; nothing loads a table), and each page deletes at most
-about `MOST_ROWS` rows:
+continuation (the table service filters; nothing loads a table); a page job deletes at most about
+`MOST_ROWS` rows (a finished phase hands on to the next within the same job while it has deleted
+fewer):
 
 1. `bookings`: booking rows whose `end` is before the cutoff (any status, any tenant). For each:
    its `!event:` index row, then the row itself (with the ETag read: a booking changed meanwhile
@@ -46,28 +47,34 @@ def cutoff_of(run: Any) -> Any:
 
 
 def retention_page(run: Any) -> tuple[str, Any]:
-    """One page of the current phase; the continuation names the phase and where it stopped."""
+    """One page of the current phase (and of the next ones while this page has deleted fewer than
+    `MOST_ROWS` rows); the continuation names the phase and where it stopped."""
     from shared.clients import repositories
 
     repos = repositories()
     state = run.continuation or {"phase": PHASES[0]}
     phase, token = state["phase"], state.get("token")
     cutoff = cutoff_of(run)
-    if phase == "bookings":
-        outcome, token, more = _bookings(repos, cutoff, token)
-    elif phase == "index":
-        outcome, token, more = _index(repos, cutoff, token)
-    else:
-        outcome, token, more = _leases(repos, cutoff, token)
-    if more:  # stopped inside the page: read it again (what was deleted is not there any more)
-        return f"{phase}: {outcome}", {"phase": phase, "token": state.get("token")}
-    if token is not None:
-        return f"{phase}: {outcome}", {"phase": phase, "token": token}
-    following = PHASES.index(phase) + 1
-    return f"{phase}: {outcome}", ({"phase": PHASES[following]} if following < len(PHASES) else None)
+    done: list[str] = []
+    deleted = 0
+    while True:
+        outcome, next_token, more, count = {"bookings": _bookings, "index": _index, "leases": _leases}[phase](
+            repos, cutoff, token)
+        done.append(f"{phase}: {outcome}")
+        deleted += count
+        if more:  # stopped inside the page: read it again (what was deleted is not there any more)
+            return "; ".join(done), {"phase": phase, "token": token}
+        if next_token is not None:
+            return "; ".join(done), {"phase": phase, "token": next_token}
+        following = PHASES.index(phase) + 1
+        if following == len(PHASES):
+            return "; ".join(done), None
+        phase, token = PHASES[following], None
+        if deleted >= MOST_ROWS:
+            return "; ".join(done), {"phase": phase}
 
 
-def _bookings(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
+def _bookings(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool, int]:
     from shared.storage import Booking
 
     rows, next_token = repos.store.page(Booking, "end lt @cutoff", {"cutoff": cutoff}, page_size=PAGE,
@@ -75,11 +82,11 @@ def _bookings(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
     deleted = bookings = 0
     for booking in rows:
         if deleted >= MOST_ROWS:
-            return f"{bookings} booking(s), {deleted} row(s) deleted; more in this page", next_token, True
+            return f"{bookings} booking(s), {deleted} row(s) deleted; more in this page", next_token, True, deleted
         count = delete_booking(repos, booking)
         bookings += bool(count)
         deleted += count
-    return f"{bookings} booking(s), {deleted} row(s) deleted", next_token, False
+    return f"{bookings} booking(s), {deleted} row(s) deleted", next_token, False, deleted
 
 
 def delete_booking(repos: Any, booking: Any) -> int:
@@ -102,7 +109,7 @@ def delete_booking(repos: Any, booking: Any) -> int:
     return deleted + 1 + listing.drop(repos, listing.rows_for(booking))
 
 
-def _index(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
+def _index(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool, int]:
     from booking.listing import PREFIX, ListingRow, start_key
 
     rows, next_token = repos.store.page(
@@ -110,10 +117,10 @@ def _index(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
         {"low": PREFIX, "high": PREFIX[:-1] + ";", "cutoff": start_key(cutoff)}, page_size=INDEX_PAGE,
         continuation=token)
     deleted = sum(bool(repos.store.delete(row, if_unchanged=False)) for row in rows)
-    return f"{deleted} index row(s) deleted", next_token, False
+    return f"{deleted} index row(s) deleted", next_token, False, deleted
 
 
-def _leases(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
+def _leases(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool, int]:
     from shared.errors import ConcurrencyConflict
     from shared.storage import Lease
 
@@ -125,4 +132,4 @@ def _leases(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool]:
             deleted += bool(repos.store.delete(row))  # only if untouched since read (its ETag)
         except ConcurrencyConflict:
             continue
-    return f"{deleted} lease row(s) deleted", next_token, False
+    return f"{deleted} lease row(s) deleted", next_token, False, deleted
