@@ -63,6 +63,7 @@ bench: setup
 	$(PY) bench/booking.py
 	$(PY) bench/booking_hosts.py
 	$(PY) bench/background.py
+	$(PY) bench/background_scale.py
 	$(PY) bench/load.py
 	$(PY) bench/auth.py
 	$(PY) bench/notifications.py
