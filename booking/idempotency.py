@@ -12,6 +12,7 @@ changes nothing, and its clean-up deletes only what it still owns.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -109,6 +110,17 @@ class Keys:
             return self.repos.store.update(record)
         except ConcurrencyConflict:
             raise KeyLost("the key was taken over") from None
+
+    @staticmethod
+    def completed(record: IdempotencyRecord) -> IdempotencyRecord:
+        """The key's record as `complete` writes it (with the ETag read), for a caller that writes
+        it in a transaction of its own (the booking's confirmation: the same table and partition)."""
+        return dataclasses.replace(record, state="completed", lockedUntil=None)
+
+    @staticmethod
+    def took(record: IdempotencyRecord, written: IdempotencyRecord) -> None:
+        """`written` (from `completed`) was stored: `record` now says what the row says."""
+        record.state, record.lockedUntil, record.etag = written.state, written.lockedUntil, written.etag
 
     def complete(self, record: IdempotencyRecord) -> None:
         record.state, record.lockedUntil = "completed", None

@@ -39,6 +39,7 @@ import dataclasses
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,6 @@ from availability.schedule import ScheduleReader
 from availability.slots import counts_as_busy
 from booking import events as ev
 from booking import listing
-from booking.erasure import erased_person, is_erased
 from booking.idempotency import KeyLost, Keys
 from booking.request import BookingRequest, parse
 from shared.errors import (
@@ -64,7 +64,6 @@ from shared.errors import (
     SlotUnavailable,
     UpstreamError,
     UpstreamThrottled,
-    UserNotConnected,
 )
 from shared.http import rfc3339, utc_stamp
 from shared.leases import HeldLease, LeaseLost, hold
@@ -77,6 +76,7 @@ from sync.changes import ChangeLog, Decision
 log = logging.getLogger(__name__)
 
 WAIT_FOR_OTHER = 10.0
+CHANGE_ROWS = 2  # the changes feed's counter and change rows, in every booking change's transaction
 SLACK = timedelta(seconds=5)  # for the few storage calls around a write
 THROTTLE_ATTEMPTS = 3  # creates refused with 429 (not performed) may be sent again
 
@@ -89,9 +89,8 @@ def view(booking: Booking, responses: dict[str, str] | None = None, *, start: da
     return {
         "bookingId": booking.bookingId,
         "tenantId": booking.tenantId,
-        "organizer": erased_person() if is_erased(booking.organizer) else booking.organizer,
-        "attendees": [erased_person() if is_erased(a) else {"email": a, "response": responses.get(a, "none")}
-                      for a in booking.attendees],
+        "organizer": booking.organizer,
+        "attendees": [{"email": a, "response": responses.get(a, "none")} for a in booking.attendees],
         "start": rfc3339((start or booking.start).astimezone(zone)),
         "end": rfc3339((end or booking.end).astimezone(zone)),
         "timeZone": booking.timeZone,
@@ -124,13 +123,29 @@ def record_booking_change(repos: Repositories, changes: ChangeLog, tenant: Tenan
                           change: Change) -> tuple[Booking | None, bool]:
     """The one way a booking's state changes: `change` edits the fresh row and names what happened
     (type, cause[, more rows of the transaction]) or None; the version moves on (1 for a created
-    booking), the list's index rows of the new state are written ahead, the row and the change are
-    one transaction (sync/changes.py, retried on a lost race), and the old index rows go after.
+    booking), the list's index rows of the new state are written no later than the row (in its
+    transaction when they fit, else ahead of it), the row and the change are one transaction
+    (sync/changes.py, retried on a lost race), and the old index rows go after.
     Answers the booking as it now is and whether this call changed it."""
+    booking, recorded, _ = _record(repos, changes, tenant, booking_id, change)
+    return booking, recorded
+
+
+def _record(repos: Repositories, changes: ChangeLog, tenant: Tenant, booking_id: str, change: Change, *,
+            known: Booking | None = None,
+            joined: list[tuple[str, Any]] | None = None) -> tuple[Booking | None, bool, bool]:
+    """`record_booking_change`, with two savings for a caller that holds the row: `known` (read or
+    written by this request, with its ETag) is used on the first try instead of reading it again,
+    and `joined` rows (the Idempotency-Key's completion) ride in the first try's transaction. A
+    lost race reads afresh and leaves `joined` out. The third value: whether `joined` was written."""
     states: list[Booking] = []
+    tries = [0]
 
     def decide() -> Decision | None:
-        current = repos.booking(tenant.tenantId, booking_id)
+        tries[0] += 1
+        first = tries[0] == 1
+        current = dataclasses.replace(known) if first and known is not None \
+            else repos.booking(tenant.tenantId, booking_id)
         states[:] = [current] if current is not None else []
         if current is None:
             return None
@@ -141,17 +156,40 @@ def record_booking_change(repos: Repositories, changes: ChangeLog, tenant: Tenan
         kind, cause, *more = outcome
         current.version = 1 if kind == "booking.created" else current.version + 1
         current.updatedAt = utcnow()
+        rows: list[tuple[str, Any]] = [("update", current), *(more[0] if more else []),
+                                       *(joined if first and joined else [])]
         if kind == "booking.created" or (current.status, current.start) != (before.status, before.start):
-            listing.ahead(repos, current)
+            index = [("upsert", row) for row in listing.rows_for(current)]
+            if len(index) + len(rows) + CHANGE_ROWS <= listing.BATCH:
+                rows.extend(index)  # written with the state itself
+            else:
+                listing.ahead(repos, current)
         states[:] = [current, before]
         return Decision(kind, cause, current.organizationId or tenant.organizationId,
-                        {"bookingId": current.bookingId, "booking": view(current)},
-                        [("update", current), *(more[0] if more else [])])
+                        {"bookingId": current.bookingId, "booking": view(current)}, rows)
 
-    recorded = changes.record(tenant.tenantId, decide) is not None
+    # One change of a tenant at a time from this process: its changes all move the tenant's feed
+    # counter (ETag), so concurrent ones would mostly lose the race and redo their reads and
+    # transaction; queued here they do not. Other instances still race, and the ETags decide.
+    with _tenant_lock(tenant.tenantId):
+        recorded = changes.record(tenant.tenantId, decide) is not None
     if recorded:
         listing.behind(repos, states[1], states[0])
-    return (states[0] if states else None), recorded
+    return (states[0] if states else None), recorded, recorded and tries[0] == 1 and bool(joined)
+
+
+_TENANT_LOCKS: dict[str, threading.Lock] = {}
+_TENANT_LOCKS_GUARD = threading.Lock()
+
+
+def _tenant_lock(tenant_id: str) -> threading.Lock:
+    with _TENANT_LOCKS_GUARD:
+        lock = _TENANT_LOCKS.get(tenant_id)
+        if lock is None:
+            if len(_TENANT_LOCKS) >= 10_000:
+                _TENANT_LOCKS.clear()  # held ones stay with their holders; later ones get new locks
+            lock = _TENANT_LOCKS[tenant_id] = threading.Lock()
+        return lock
 
 
 def scoped_key(organization_id: str, key: str) -> str:
@@ -348,10 +386,17 @@ class BookingService:
             return "booking.created", "api", [("upsert", EventIndex(tenantId=current.tenantId, eventId=event["id"],
                                                                     bookingId=current.bookingId))]
 
-        confirmed, created = record_booking_change(self.repos, self.changes, context.tenant, row.bookingId, confirm)
+        # The key's completion rides in the same transaction (one round trip fewer); if that
+        # transaction lost a race, the retry leaves it out and the key is completed after.
+        completed = self.keys.completed(record)
+        confirmed, created, joined = _record(self.repos, self.changes, context.tenant, row.bookingId, confirm,
+                                             known=row if row.etag else None, joined=[("update", completed)])
         if confirmed is None:
             raise ConcurrencyConflict("the booking row vanished while being confirmed")
-        self.keys.complete(record)
+        if joined:
+            self.keys.took(record, completed)
+        else:
+            self.keys.complete(record)
         if created:
             log.info("booking confirmed")
             self.after_change(confirmed)
@@ -407,7 +452,6 @@ class BookingService:
         booking = self._booking(tenant, booking_id)
         move = parse_move(body, default_time_zone=booking.timeZone, now=utcnow())
         tenant.require_enabled()
-        _not_erased(booking)
         key = scoped_key(tenant.organizationId, key)
         claim = self.keys.claim(tenant.tenantId, key, move.fingerprint(booking_id), booking_id=booking_id)
         if claim.done is not None:
@@ -512,8 +556,6 @@ class BookingService:
         row = self.repos.booking(tenant.tenantId, booking_id)
         if row is None or row.status not in ("creating", "uncertain") or not row.idempotencyKey:
             return "nothing to do"
-        if any(is_erased(person) for person in (row.organizer, *row.attendees)):
-            return "not booked: a person was erased from it"  # never invite a marker; retention deletes the row
         if tenant.status != "enabled":
             return "tenant not enabled"
         record = self.keys.take_over(tenant.tenantId, row.idempotencyKey)
@@ -548,15 +590,12 @@ class BookingService:
         return booking
 
     def _calendar(self, tenant: Tenant, booking: Booking) -> ev.Calendar:
-        _not_erased(booking)
         token = self.members.access_token(tenant.tenantId, booking.organizer) if tenant.mode == "delegated" else None
         return ev.Calendar(tenant.tenantId, booking.organizer, token)
 
     def read(self, tenant: Tenant, booking_id: str) -> dict[str, Any]:
         booking = self._booking(tenant, booking_id)
         tenant.require_enabled()
-        if is_erased(booking.organizer):  # the service no longer reads that person's calendar
-            return view(booking)
         calendar = self._calendar(tenant, booking)
         if booking.status == "cancelled" or not booking.eventId:
             return view(booking)
@@ -592,13 +631,6 @@ class BookingService:
             log.info("booking cancelled")
             self.after_change(cancelled)
         return view(cancelled or booking)
-
-
-def _not_erased(booking: Booking) -> None:
-    """409 for a booking whose organizer was erased: the service no longer acts on that calendar."""
-    if is_erased(booking.organizer):
-        raise UserNotConnected("The organizer was erased from this service; it no longer acts on that calendar.",
-                               target="organizer")
 
 
 def _taken_over() -> IdempotencyInProgress:

@@ -201,14 +201,16 @@ def utc_seconds(text: str) -> int:
     seconds = _INSTANTS.get(text)
     if seconds is not None:
         return seconds
-    if not isinstance(text, str) or _INSTANT.fullmatch(text) is None:
-        raise ValueError(f"not a Graph date-time: {text!r}"[:80])
     from datetime import date
 
-    day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
+    try:
+        if _INSTANT.fullmatch(text) is None or int(text[11:13]) > 23 or int(text[14:16]) > 59 \
+                or int(text[17:19]) > 59:
+            raise ValueError
+        day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
+    except (TypeError, ValueError):
+        raise ValueError(f"not a Graph date-time: {text!r}"[:80]) from None
     seconds = day * 86400 + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
-    if int(text[11:13]) > 23 or int(text[14:16]) > 59 or int(text[17:19]) > 59:
-        raise ValueError(f"not a Graph date-time: {text!r}"[:80])
     if len(_INSTANTS) >= _MAX_INSTANTS:
         _INSTANTS.clear()
     _INSTANTS[text] = seconds

@@ -355,7 +355,11 @@ class EventIndex(TenantRecord):
 
 @dataclass
 class IdempotencyRecord(TenantRecord):
-    TABLE: ClassVar[str] = "idempotency"
+    """An Idempotency-Key's record. In the bookings table, in its tenant's partition (row keys
+    starting with `!key:`, which no booking id has), so the booking's confirmation writes the
+    key's completion in the same entity-group transaction."""
+
+    TABLE: ClassVar[str] = "bookings"
     key: str
     requestHash: str
     state: str = "in_progress"  # in_progress | completed
@@ -366,7 +370,10 @@ class IdempotencyRecord(TenantRecord):
 
     @property
     def row_key(self) -> str:
-        return encode_key(self.key)
+        return KEY_PREFIX + encode_key(self.key)
+
+
+KEY_PREFIX = "!key:"
 
 
 @dataclass
@@ -821,7 +828,7 @@ class Repositories:
         return list(itertools.islice(found, limit))
 
     def idempotency_record(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
-        return self.store.get(IdempotencyRecord, tenant_id, encode_key(key))
+        return self.store.get(IdempotencyRecord, tenant_id, KEY_PREFIX + encode_key(key))
 
     def lease(self, tenant_id: str, name: str) -> Lease | None:
         """The lease row. A free one is answered from what this process last wrote or read of it
@@ -833,7 +840,8 @@ class Repositories:
         return self.store.get(Lease, tenant_id, encode_key(name))
 
     def expired_idempotency_records(self, now: datetime) -> Iterator[IdempotencyRecord]:
-        return self.store.query(IdempotencyRecord, "expiresAt lt @now", {"now": now})
+        return self.store.query(IdempotencyRecord, "RowKey ge @start and RowKey lt @end and expiresAt lt @now",
+                                {"start": KEY_PREFIX, "end": KEY_PREFIX[:-1] + ";", "now": now})
 
     # the index of a tenant's Key Vault secrets
     def secret_refs(self, tenant_id: str, *, include_deleted: bool = False) -> Iterator[SecretRef]:
