@@ -51,6 +51,7 @@ from availability.schedule import ScheduleReader
 from availability.slots import counts_as_busy
 from booking import events as ev
 from booking import listing
+from booking.erasure import erased_person, is_erased
 from booking.idempotency import KeyLost, Keys
 from booking.request import BookingRequest, parse
 from shared.errors import (
@@ -64,6 +65,7 @@ from shared.errors import (
     SlotUnavailable,
     UpstreamError,
     UpstreamThrottled,
+    UserNotConnected,
 )
 from shared.http import rfc3339, utc_stamp
 from shared.leases import HeldLease, LeaseLost, hold
@@ -89,8 +91,9 @@ def view(booking: Booking, responses: dict[str, str] | None = None, *, start: da
     return {
         "bookingId": booking.bookingId,
         "tenantId": booking.tenantId,
-        "organizer": booking.organizer,
-        "attendees": [{"email": a, "response": responses.get(a, "none")} for a in booking.attendees],
+        "organizer": erased_person() if is_erased(booking.organizer) else booking.organizer,
+        "attendees": [erased_person() if is_erased(a) else {"email": a, "response": responses.get(a, "none")}
+                      for a in booking.attendees],
         "start": rfc3339((start or booking.start).astimezone(zone)),
         "end": rfc3339((end or booking.end).astimezone(zone)),
         "timeZone": booking.timeZone,
@@ -452,6 +455,7 @@ class BookingService:
         booking = self._booking(tenant, booking_id)
         move = parse_move(body, default_time_zone=booking.timeZone, now=utcnow())
         tenant.require_enabled()
+        _not_erased(booking)
         key = scoped_key(tenant.organizationId, key)
         claim = self.keys.claim(tenant.tenantId, key, move.fingerprint(booking_id), booking_id=booking_id)
         if claim.done is not None:
@@ -556,6 +560,8 @@ class BookingService:
         row = self.repos.booking(tenant.tenantId, booking_id)
         if row is None or row.status not in ("creating", "uncertain") or not row.idempotencyKey:
             return "nothing to do"
+        if any(is_erased(person) for person in (row.organizer, *row.attendees)):
+            return "not booked: a person was erased from it"  # never invite a marker; retention deletes the row
         if tenant.status != "enabled":
             return "tenant not enabled"
         record = self.keys.take_over(tenant.tenantId, row.idempotencyKey)
@@ -590,12 +596,15 @@ class BookingService:
         return booking
 
     def _calendar(self, tenant: Tenant, booking: Booking) -> ev.Calendar:
+        _not_erased(booking)
         token = self.members.access_token(tenant.tenantId, booking.organizer) if tenant.mode == "delegated" else None
         return ev.Calendar(tenant.tenantId, booking.organizer, token)
 
     def read(self, tenant: Tenant, booking_id: str) -> dict[str, Any]:
         booking = self._booking(tenant, booking_id)
         tenant.require_enabled()
+        if is_erased(booking.organizer):  # the service no longer reads that person's calendar
+            return view(booking)
         calendar = self._calendar(tenant, booking)
         if booking.status == "cancelled" or not booking.eventId:
             return view(booking)
@@ -631,6 +640,13 @@ class BookingService:
             log.info("booking cancelled")
             self.after_change(cancelled)
         return view(cancelled or booking)
+
+
+def _not_erased(booking: Booking) -> None:
+    """409 for a booking whose organizer was erased: the service no longer acts on that calendar."""
+    if is_erased(booking.organizer):
+        raise UserNotConnected("The organizer was erased from this service; it no longer acts on that calendar.",
+                               target="organizer")
 
 
 def _taken_over() -> IdempotencyInProgress:
