@@ -55,6 +55,8 @@ class ChangeCounter(TenantRecord):
     # Every change up to this number has webhook delivery jobs (sync/webhooks.py); None on a
     # counter made before webhooks were on.
     hooksQueued: int | None = None
+    hooksClaimed: int | None = None  # a pump is queueing the changes up to this number
+    claimedAt: datetime | None = None
 
     @property
     def row_key(self) -> str:

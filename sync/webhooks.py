@@ -6,9 +6,11 @@ from memory, so nothing recorded can be missed:
 - Before a change is recorded, the tenant's `pending` row is written (table `webhooks`); after,
   a `webhook.pump` job is queued. A host that dies between the two leaves the pending row, which
   the reconciler timer's `webhooks` sweep turns into a pump job a minute later.
-- The pump reads the tenant's change counter: every number after `hooksQueued` gets a
-  `webhook.deliver` job, then `hooksQueued` moves up (ETag) and the pending row is deleted if no
-  change came meanwhile (ETag). A pump that dies half-way queues some again: at least once.
+- The pump reads the tenant's change counter, claims the numbers after `hooksQueued` (ETag, so
+  two pumps never queue the same changes), queues a `webhook.deliver` job for each, moves
+  `hooksQueued` up, and deletes the pending row if no change came meanwhile (ETag). A pump that
+  dies half-way leaves its claim, which lapses after a minute: those are queued again (at least
+  once).
 - A delivery reads the change's row (so an erased person is never sent), signs the exact bytes
   sent, and POSTs them with a 10 s timeout. Any 2xx is delivered. Anything else is tried again
   after growing waits (`WAITS`) for up to 24 hours from the first attempt, then a message naming
@@ -45,6 +47,8 @@ RETRY_WINDOW = timedelta(hours=24)
 # Waits before the 2nd, 3rd, ... attempt; the last repeats until the window ends.
 WAITS = (5, 15, 60, 300, 900, 1800, 3600, 7200)
 PENDING_GRACE = timedelta(minutes=1)  # a pending row older than this lost its pump job
+CLAIM_HELD = timedelta(minutes=1)  # a pump's claim older than this was left by a pump that died
+BUSY_RETRY_SECONDS = 2
 PAGE = 200
 KEYS_CACHED_FOR = 60.0
 
@@ -98,36 +102,55 @@ def pump_job(message: dict[str, Any]) -> str:
 
 
 def pump(repos: Any, queue: Any, tenant_id: str, *, now: datetime | None = None) -> str:
+    """Queue a delivery job for every change after `hooksQueued`. One pump at a time per tenant:
+    it first claims the numbers up to the newest (`hooksClaimed`, `claimedAt`, with the counter's
+    ETag), queues them, then moves `hooksQueued` up; a pump that finds a live claim tries again
+    in a few seconds. A claim older than `CLAIM_HELD` was left by a pump that died: the numbers
+    are queued again (at least once)."""
+    from shared.errors import ConcurrencyConflict
     from shared.queues import pack
     from sync.changes import COUNTER_KEY, ChangeCounter
 
     pending = repos.store.get(Pending, "pending", tenant_id)
-    counter = repos.store.get(ChangeCounter, tenant_id, COUNTER_KEY)
     queued = 0
-    if counter is not None and counter.hooksQueued is not None and counter.last > counter.hooksQueued:
-        first = utcnow().isoformat() if now is None else now.isoformat()
-        jobs = [{"kind": DELIVER, "tenantId": tenant_id, "number": n, "attempt": 1, "firstAt": first}
-                for n in range(counter.hooksQueued + 1, counter.last + 1)]
-        for message in pack(jobs):
-            queue.send(message)
-        queued, last = len(jobs), counter.last
+    while True:
+        counter = repos.store.get(ChangeCounter, tenant_id, COUNTER_KEY)
+        if counter is None:
+            break
+        clock = now or utcnow()
+        if counter.hooksQueued is None:  # a counter from before webhooks were on: from now on
+            counter.hooksQueued = counter.hooksClaimed = counter.last
+        elif counter.last <= counter.hooksQueued:
+            break
+        elif counter.hooksClaimed is not None and counter.hooksClaimed > counter.hooksQueued and \
+                counter.claimedAt is not None and clock - counter.claimedAt < CLAIM_HELD:
+            queue.send({"kind": PUMP, "tenantId": tenant_id}, delay=BUSY_RETRY_SECONDS)
+            return f"{queued} delivery job(s) queued; another pump is at it: again in {BUSY_RETRY_SECONDS} s"
+        else:
+            first, last = counter.hooksQueued + 1, counter.last
+            counter.hooksClaimed, counter.claimedAt = last, clock
+            try:
+                repos.store.update(counter)  # the claim, with the counter's ETag
+            except ConcurrencyConflict:
+                continue  # a change or another pump came meanwhile: read again
+            jobs = [{"kind": DELIVER, "tenantId": tenant_id, "number": n, "attempt": 1, "firstAt": clock.isoformat()}
+                    for n in range(first, last + 1)]
+            for message in pack(jobs):
+                queue.send(message)
+            queued += len(jobs)
 
-        def advance(row: ChangeCounter) -> ChangeCounter | None:
-            if row.hooksQueued is not None and row.hooksQueued >= last:
-                return None
-            row.hooksQueued = last
-            return row
+            def advance(row: ChangeCounter, last: int = last) -> ChangeCounter | None:
+                if row.hooksQueued is not None and row.hooksQueued >= last:
+                    return None
+                row.hooksQueued = last
+                return row
 
-        repos.store.modify(ChangeCounter, tenant_id, COUNTER_KEY, advance)
-    elif counter is not None and counter.hooksQueued is None:
-        # A counter from before webhooks were on: deliver from now on, not the past 30 days.
-        def start(row: ChangeCounter) -> ChangeCounter | None:
-            if row.hooksQueued is not None:
-                return None
-            row.hooksQueued = row.last
-            return row
-
-        repos.store.modify(ChangeCounter, tenant_id, COUNTER_KEY, start)
+            repos.store.modify(ChangeCounter, tenant_id, COUNTER_KEY, advance)
+            continue  # changes recorded meanwhile are taken by this pump too
+        try:
+            repos.store.update(counter)
+        except ConcurrencyConflict:
+            continue
     if pending is not None:
         repos.store.delete(pending)  # only if no change came meanwhile (its ETag); else its pump
     return f"{queued} delivery job(s) queued"

@@ -167,3 +167,23 @@ def test_without_a_webhook_url_nothing_is_queued_or_sent(api, sandbox, app_env):
     admin_consent(api, sandbox, FABRIKAM, ANN)
     book(api, "no-hook")
     assert [kind for kind, _ in run_queued({"webhook.pump", "webhook.deliver"})] == []
+
+
+def test_pumps_at_once_queue_each_change_once(api, sandbox, hook):
+    """Every change's pump runs at the same moment (as several instances take them off the queue):
+    the counter's claim lets one queue each change; the others come back later and find nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.clients import job_queue, repositories
+    from sync.webhooks import pump
+
+    admin_consent(api, sandbox, FABRIKAM, ANN)
+    for n in range(3):
+        book(api, f"pump-{n}", 9 + n)
+    job_queue().client.clear_messages()  # the four pump jobs the changes queued, run below instead
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda _: pump(repositories(), job_queue(), FABRIKAM), range(4)))
+    assert sum(int(o.split()[0]) for o in outcomes) == 4, outcomes  # four changes, each queued once
+    time.sleep(2.5)  # a pump that found a claim comes back
+    run_hooks()
+    assert sorted(c["id"] for c in hook.changes()) == sorted(c["id"] for c in feed(api))
