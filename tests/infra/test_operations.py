@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import INFRA, PARAMETER_FILES, ROOT, accessor_path, module_tree, one_resource
+from tests.infra.test_app_settings import production_sources
 
 ALERTS = INFRA / "alerts"
 WORKBOOK = INFRA / "workbooks" / "operations.json"
 TABLES = json.loads((Path(__file__).with_name("app_insights_tables.json")).read_text())["tables"]
 KQL_CHECK = Path(__file__).with_name("kql_check.js")
 KUSTO = ROOT / "node_modules" / "@kusto" / "language-service-next" / "Kusto.Language.Bridge.min.js"
-PRODUCTION = ("function_app.py", "consent", "availability", "booking", "sync", "background", "shared")
 
 # What each alert is for (the brief of issue 19): its query file and a word of its display name.
 EXPECTED_ALERTS = {
@@ -45,14 +45,6 @@ def workbook_queries() -> dict[str, str]:
 
 def alert_queries() -> dict[str, str]:
     return {path.stem: path.read_text() for path in sorted(ALERTS.glob("*.kql"))}
-
-
-def production_sources() -> str:
-    files: list[Path] = []
-    for name in PRODUCTION:
-        path = ROOT / name
-        files.extend([path] if path.is_file() else sorted(path.rglob("*.py")))
-    return "\n".join(path.read_text() for path in files)
 
 
 # ----- the alert rules --------------------------------------------------------------------------
