@@ -118,6 +118,7 @@ class GraphClient:
         `token` is a delegated access token; without it an app-only token for the tenant is used."""
         import orjson
         import requests
+        import urllib3
 
         from shared.sessions import ca_bundle
 
@@ -136,13 +137,15 @@ class GraphClient:
             started = time.monotonic()
             try:
                 with self._gate(mailbox):
-                    if self._verify_from_env:
-                        response = session.request(method, url, json=json, params=params, headers=sent,
-                                                   timeout=self._settings.http_timeout_seconds, verify=ca_bundle())
-                    else:
-                        response = session.request(method, url, json=json, params=params, headers=sent,
-                                                   timeout=self._settings.http_timeout_seconds)
-            except requests.RequestException as error:
+                    # Streamed, then read in one go: requests' own reading walks a 600 KB answer in
+                    # 10 KB chunks, which cost about 2 ms of CPU more. A full read hands the
+                    # connection back to the pool.
+                    verify = {"verify": ca_bundle()} if self._verify_from_env else {}
+                    response = session.request(method, url, json=json, params=params, headers=sent, stream=True,
+                                               timeout=self._settings.http_timeout_seconds, **verify)
+                    content = response.raw.read(decode_content=True) if response.status_code < 400 \
+                        else response.content
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 log.warning("graph %s %s failed without an answer (%s), client-request-id %s", method,
                             _path_only(path), type(error).__name__, client_request_id)
                 if retry and attempt < MAX_ATTEMPTS and time.monotonic() + 1 < deadline:
@@ -154,7 +157,6 @@ class GraphClient:
                      _path_only(path), response.status_code, elapsed, response.headers.get("request-id"),
                      client_request_id)
             if response.status_code < 400:
-                content = response.content
                 body = orjson.loads(content) if content else None
                 return GraphResponse(response.status_code, body, dict(response.headers))
             wait = _retry_after(response.headers)
