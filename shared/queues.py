@@ -115,17 +115,19 @@ class _Entry:
 
 class Coalescer:
     """Group commit for callers that each must know their jobs are queued before they answer
-    (the Graph notification route). While one caller's put is in flight, the jobs of every caller
-    that arrives meanwhile are gathered; the next caller to find the queue free puts all of them
-    in one message and wakes them. Each caller returns only after the message holding its jobs
-    was accepted by the queue, or raises its error, so nothing is acknowledged that is not queued.
-    Under a burst, puts per second stop bounding deliveries per second."""
+    (the Graph notification route). Up to `in_flight` puts run at once; the jobs of callers that
+    arrive while they are all busy are gathered, and the next caller to find one free puts all of
+    them in one message and wakes them. Each caller returns only after the message holding its
+    jobs was accepted by the queue, or raises its error, so nothing is acknowledged that is not
+    queued. Under a burst, puts per second stop bounding deliveries per second; alone, a caller
+    puts its own jobs at once."""
 
-    def __init__(self, put: Callable[[list[dict[str, Any]]], None]) -> None:
+    def __init__(self, put: Callable[[list[dict[str, Any]]], None], *, in_flight: int = 4) -> None:
         self._put = put
+        self._limit = in_flight
         self._cond = threading.Condition()
         self._pending: list[_Entry] = []
-        self._busy = False
+        self._busy = 0
 
     def submit(self, jobs: list[dict[str, Any]]) -> None:
         if not jobs:
@@ -134,12 +136,12 @@ class Coalescer:
         with self._cond:
             self._pending.append(entry)
             while not entry.done:
-                if self._busy:
-                    # No timeout: the caller putting now always wakes us (its put has its own
-                    # short timeouts), and a timed wait hangs under libfaketime (tools/waits.py).
+                if self._busy >= self._limit or not self._pending:
+                    # No timeout: a caller putting now always wakes us (its put has its own short
+                    # timeouts), and a timed wait hangs under libfaketime (tools/waits.py).
                     self._cond.wait()
                     continue
-                self._busy = True
+                self._busy += 1
                 taken, self._pending = self._pending, []
                 self._cond.release()
                 error: BaseException | None = None
@@ -151,7 +153,7 @@ class Coalescer:
                     self._cond.acquire()
                     for each in taken:
                         each.done, each.error = True, error
-                    self._busy = False
+                    self._busy -= 1
                     self._cond.notify_all()
         if entry.error is not None:
             raise entry.error

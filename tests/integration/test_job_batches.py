@@ -53,7 +53,7 @@ def test_callers_arriving_during_a_put_share_the_next_message(app_env):
         for message in pack(jobs):
             queue.send(message)
 
-    coalescer = Coalescer(slow_put)
+    coalescer = Coalescer(slow_put, in_flight=1)
     callers = 60
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda n: coalescer.submit([{"kind": "t", "n": n}, {"kind": "t", "n": n, "second": 1}]),
@@ -63,6 +63,25 @@ def test_callers_arriving_during_a_put_share_the_next_message(app_env):
     assert got == sorted((n, s) for n in range(callers) for s in (0, 1))  # every job, once
     assert sum(puts) == 2 * callers
     assert len(puts) < callers / 3, puts  # gathered: far fewer puts than callers
+
+
+def test_at_most_in_flight_puts_run_at_once_and_every_job_is_put_once():
+    lock, running, most, put = threading.Lock(), [0], [0], []
+
+    def slow_put(jobs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.03)
+        with lock:
+            running[0] -= 1
+            put.extend(jobs)
+
+    coalescer = Coalescer(slow_put, in_flight=3)
+    with ThreadPoolExecutor(24) as pool:
+        list(pool.map(lambda n: coalescer.submit([{"n": n}]), range(200)))
+    assert most[0] == 3  # three at once under a burst, never more
+    assert sorted(job["n"] for job in put) == list(range(200))
 
 
 def test_every_caller_waiting_on_a_failed_put_gets_the_error():
@@ -76,7 +95,7 @@ def test_every_caller_waiting_on_a_failed_put_gets_the_error():
             release.wait()  # untimed: a timed wait hangs under libfaketime
         raise ConnectionError("queue unreachable")
 
-    coalescer = Coalescer(failing_put)
+    coalescer = Coalescer(failing_put, in_flight=1)
     errors = []
 
     def submit(n):
