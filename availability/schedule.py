@@ -216,15 +216,23 @@ class ScheduleReader:
                 target.working_hours = target.working_hours or working_hours(info.get("workingHours"))
 
 
+# Graph's status spellings (its casing varies: graph-facts.md), lower-cased once.
+_STATUSES = {name: name.lower() for status in ("free", "tentative", "busy", "oof", "workingElsewhere", "unknown")
+             for name in (status, status.lower(), status[0].upper() + status[1:])}
+
+
 def _item_spans(items: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
     """The busy spans of scheduleItems (free time is not kept: time no item covers is free anyway).
     The loop is the hot path of a big question: UTC texts are looked up in graph_seconds' cache
     directly, anything else goes through it."""
     out = []
     known = instants_cache()
+    statuses = _STATUSES
     for item in items:
         status = item.get("status") or "busy"
-        lowered = status.lower() if isinstance(status, str) else str(status).lower()
+        lowered = statuses.get(status) if isinstance(status, str) else None
+        if lowered is None:
+            lowered = str(status).lower()
         if lowered in FREE:
             continue
         start, end = item["start"], item["end"]
