@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PAGE = 50  # booking rows read per page
 MOST_ROWS = 300  # rows a page deletes at most (then it hands on; a booking has up to 103)
 INDEX_PAGE = 300
+WRITERS = 8  # bookings deleted side by side
 PHASES = ("bookings", "index", "leases")
 
 
@@ -75,38 +76,48 @@ def retention_page(run: Any) -> tuple[str, Any]:
 
 
 def _bookings(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool, int]:
+    from concurrent.futures import ThreadPoolExecutor
+
     from shared.storage import Booking
 
     rows, next_token = repos.store.page(Booking, "end lt @cutoff", {"cutoff": cutoff}, page_size=PAGE,
                                         continuation=token)
     deleted = bookings = 0
-    for booking in rows:
-        if deleted >= MOST_ROWS:
-            return f"{bookings} booking(s), {deleted} row(s) deleted; more in this page", next_token, True, deleted
-        count = delete_booking(repos, booking)
-        bookings += bool(count)
-        deleted += count
+    with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="retention") as pool:
+        for first in range(0, len(rows), WRITERS):
+            if deleted >= MOST_ROWS:
+                return f"{bookings} booking(s), {deleted} row(s) deleted; more in this page", next_token, True, deleted
+            for count in pool.map(lambda booking: delete_booking(repos, booking), rows[first:first + WRITERS]):
+                bookings += bool(count)
+                deleted += count
     return f"{bookings} booking(s), {deleted} row(s) deleted", next_token, False, deleted
 
 
 def delete_booking(repos: Any, booking: Any) -> int:
     """Delete the booking row and the rows keyed to it; how many rows went (0: it changed since
-    it was read, and is left for the next run)."""
+    it was read, and is left for the next run). One transaction (the same table and partition)
+    when every row is there, else row by row."""
     from booking import listing
     from shared.errors import ConcurrencyConflict
     from shared.storage import EventIndex
 
-    deleted = 0
-    if booking.eventId:
-        deleted += repos.store.delete(EventIndex(tenantId=booking.tenantId, eventId=booking.eventId,
-                                                 bookingId=booking.bookingId), if_unchanged=False)
+    index = listing.rows_for(booking)
+    event = [EventIndex(tenantId=booking.tenantId, eventId=booking.eventId, bookingId=booking.bookingId)] \
+        if booking.eventId else []
+    if len(index) + len(event) < listing.BATCH:
+        try:
+            repos.store.transact([("delete", booking), *(("delete", row) for row in [*event, *index])])
+            return 1 + len(event) + len(index)
+        except ConcurrencyConflict:
+            pass  # changed since read, or a row of it already gone: one by one
+    deleted = sum(bool(repos.store.delete(row, if_unchanged=False)) for row in event)
     try:
         if not repos.store.delete(booking):  # with its ETag
             return deleted
     except ConcurrencyConflict:
         log.info("a booking due for deletion changed meanwhile; the next run deletes it")
         return deleted
-    return deleted + 1 + listing.drop(repos, listing.rows_for(booking))
+    return deleted + 1 + listing.drop(repos, index)
 
 
 def _index(repos: Any, cutoff: Any, token: Any) -> tuple[str, Any, bool, int]:
