@@ -80,7 +80,8 @@ class SecretStore:
 
     def enabled_values(self, name: str, *, limit: int = 2) -> list[str]:
         """The values of the newest `limit` enabled versions of `name`, newest first (a key in
-        rotation: the new one and the one before it while that is still enabled)."""
+        rotation: the new one and the one before it while that is still enabled). Newest by
+        `created`, which Key Vault keeps in whole seconds."""
         check_name(name)
         try:
             versions = [p for p in self._client.list_properties_of_secret_versions(name) if p.enabled]

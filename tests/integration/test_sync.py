@@ -166,6 +166,13 @@ def copy_of(sandbox, email: str, subject: str) -> dict:
     return eventually(lambda: next((e for e in events(sandbox, email) if e["subject"] == subject), None))
 
 
+def settled(log: str) -> bool:
+    """The host's log shows the new subscription's read of the mailbox done, and its first
+    reconciliation pass over (no tenant then, or the tenant's job done)."""
+    return "subscribed; re-read:" in log and "reconcile page 1:" in log and (
+        "reconcile page 1: 0 tenant(s)" in log or "reconciled:" in log)
+
+
 @pytest.fixture
 def booked(host, sandbox):
     """A booking, its organizer's mailbox subscribed, and the feed read up to now."""
@@ -181,6 +188,9 @@ def booked(host, sandbox):
     created = feed.wait(1)
     assert [(c["type"], c["cause"]) for c in created] == [("booking.created", "api")]
     assert created[0]["booking"]["version"] == 1
+    # The reads that follow on their own are over: the new subscription's read of the mailbox and
+    # the host's first reconciliation pass (so a test's own Outlook actions come after them).
+    eventually(lambda: settled(host.log.read_text()))
     return api, feed, booking, subscription, subscribed_after
 
 
