@@ -40,9 +40,8 @@ TOKEN_REFRESH_TIMER = "token_refresh_timer"  # noqa: S105 (a function name)
 RECONCILER_TIMER = "booking_reconciler"
 RUNS_KEPT = timedelta(days=7)
 
-# Every job kind: kind -> "module:function(message) -> outcome".
+# Every job kind: kind -> "module:function(message) -> outcome" (besides PAGE, the plumbing's own).
 KINDS: dict[str, str] = {
-    PAGE: "background.jobs:run_page",
     "refresh_member": "consent.jobs:refresh_member_job",
     "check_tenant": "consent.jobs:check_tenant_job",
     "sync.notification": "sync.jobs:run",
@@ -69,6 +68,7 @@ SWEEPS: dict[str, Sweep] = {
     "tenants": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:tenants_page"),
     "cleanup": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:cleanup_page"),
     "tenant-counts": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:tenant_counts_page"),
+    "runs": Sweep(TOKEN_REFRESH_TIMER, "background.jobs:forgotten_runs_page"),
     "retention": Sweep(TOKEN_REFRESH_TIMER, "booking.retention:retention_page", gap="booking.retention:retention_gap"),
     "erasures": Sweep(TOKEN_REFRESH_TIMER, "booking.erasure:stalled_page"),
     "revoked": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:revoked_page", gap="consent.jobs:one_day"),
@@ -166,10 +166,12 @@ class Background:
         from shared.clients import poison_queue
 
         for queue in (self.queue, poison_queue()):
+            from azure.core.exceptions import ResourceNotFoundError
+
             try:
                 depth = queue.peek_count()
             except Exception as error:
-                if not _missing(error):
+                if not isinstance(error, ResourceNotFoundError):
                     log.warning("queue depth of %s unknown (%s)", queue.name, type(error).__name__)
                     continue
                 depth = 0  # a poison queue not made yet holds nothing
@@ -204,12 +206,12 @@ class Background:
 
     def dispatch(self, message: dict[str, Any]) -> str:
         kind = message.get("kind")
+        if kind == PAGE:
+            return self.run_page(message)
         target = KINDS.get(kind) if isinstance(kind, str) else None
         if target is None:
             log.error("unknown job kind; dropping it to the poison queue")
             raise ValueError(f"unknown job kind {kind!r}")
-        if kind == PAGE:
-            return self.run_page(message)
         from shared.logs import tenant_context
 
         tenant = message.get("tenantId")
@@ -281,10 +283,6 @@ class Background:
         return deleted
 
 
-def _missing(error: Exception) -> bool:
-    return type(error).__name__ == "ResourceNotFoundError"
-
-
 @cache
 def background() -> Background:
     from shared.clients import job_queue, repositories
@@ -292,5 +290,7 @@ def background() -> Background:
     return Background(repositories(), job_queue())
 
 
-def run_page(message: dict[str, Any]) -> str:
-    return background().run_page(message)
+def forgotten_runs_page(run: Run) -> tuple[str, Any]:
+    """The `runs` sweep: progress rows of runs older than `RUNS_KEPT`, a page at a time."""
+    deleted = background().forget_runs(utcnow(), limit=500)
+    return f"{deleted} old run row(s) deleted", ({"more": True} if deleted == 500 else None)

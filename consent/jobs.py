@@ -196,7 +196,9 @@ class Jobs:
 
             record_tenant_status(self.repos, changed, "consent_restored")
             # Its upcoming bookings are read again and their organizers subscribed again.
-            job_queue().send({"kind": "sync.reconcile", "tenantId": tenant_id, "at": self.clock().isoformat()})
+            from sync.reconcile import RECONCILE
+
+            job_queue().send({"kind": RECONCILE, "tenantId": tenant_id, "at": self.clock().isoformat()})
 
     def _revoked(self, tenant_id: str, why: str) -> None:
         def mark(tenant: Tenant) -> Tenant | None:
@@ -278,7 +280,6 @@ def tenants_page(run: Any) -> tuple[str, Any]:
 def cleanup_page(run: Any) -> tuple[str, Any]:
     """Delete up to a page of each kind of expired row; another page while any kind had a full page
     (the rows deleted are gone from the next query, so each page starts from the beginning)."""
-    from background.jobs import background
     from shared.clients import repositories
     from sync.changes import ChangeLog
 
@@ -295,9 +296,8 @@ def cleanup_page(run: Any) -> tuple[str, Any]:
             with contextlib.suppress(ConcurrencyConflict):
                 deleted += bool(repos.store.delete(record))
     changes = ChangeLog(repos).prune(now, limit=PAGE)
-    runs = background().forget_runs(now, limit=PAGE)
-    full = full or changes == PAGE or runs == PAGE
-    return f"{deleted + changes + runs} expired row(s) deleted", ({"more": True} if full else None)
+    full = full or changes == PAGE
+    return f"{deleted + changes} expired row(s) deleted", ({"more": True} if full else None)
 
 
 TENANT_STATUSES = ("pending_consent", "enabled", "consent_revoked", "disabled")

@@ -6,18 +6,16 @@ and the sandbox. Times in the past are computed from now, never written as dates
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import timedelta
 
 import pytest
 
-from tests.conftest import clear_caches
 from tests.integration.test_bookings import DELEGATED, DOMAIN, TENANTS
 from tests.support.consent_pages import admin_consent, connect_member
 from tests.support.days import at
 from tests.support.jobs import run_queued
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import receiving
 
 ADA, GRACE, ALAN = "ada@fabrikam.example", "grace@fabrikam.example", "alan@fabrikam.example"
 ERASED = {"email": None, "erased": True}
@@ -208,14 +206,7 @@ def test_idempotency_keys_are_kept_30_days(tenants):
 
 @pytest.fixture
 def hook(app_env, monkeypatch):
-    from shared.clients import secret_store
-
-    with WebhookReceiver() as receiver:
-        receiver.secret = f"webhook-{uuid.uuid4().hex[:12]}"  # the sandbox's vault outlives tests
-        monkeypatch.setenv("WEBHOOK_URL", receiver.url)
-        monkeypatch.setenv("WEBHOOK_SECRET_NAME", receiver.secret)
-        clear_caches()
-        secret_store().set(receiver.secret, f"key-{time.time_ns()}")
+    with receiving(monkeypatch) as receiver:
         yield receiver
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,7 @@ from tests.conftest import clear_caches
 from tests.support.consent_pages import admin_consent
 from tests.support.days import at
 from tests.support.jobs import run_queued
-from tests.support.webhook_receiver import WebhookReceiver, verify
+from tests.support.webhook_receiver import receiving, verify
 
 FABRIKAM = "2b9e56f8-499e-4153-949c-a7aeb479f07e"
 ANN = "ann@fabrikam.example"
@@ -24,15 +23,7 @@ ANN = "ann@fabrikam.example"
 
 @pytest.fixture
 def hook(app_env, monkeypatch):
-    from shared.clients import secret_store
-
-    with WebhookReceiver() as receiver:
-        receiver.secret = f"webhook-{uuid.uuid4().hex[:12]}"  # the sandbox's vault outlives tests
-        monkeypatch.setenv("WEBHOOK_URL", receiver.url)
-        monkeypatch.setenv("WEBHOOK_SECRET_NAME", receiver.secret)
-        clear_caches()
-        receiver.keys = [f"first-key-{time.time_ns()}"]
-        secret_store().set(receiver.secret, receiver.keys[0])
+    with receiving(monkeypatch) as receiver:
         yield receiver
 
 

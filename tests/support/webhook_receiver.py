@@ -3,11 +3,14 @@ and the exact body bytes) and answers 204, or what `answer_with` says while the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -84,3 +87,21 @@ def verify(headers: dict[str, str], body: bytes, keys: list[str], *, tolerance: 
     signed = stamps[0].encode() + b"." + body
     return [any(hmac.compare_digest(hmac.new(key.encode(), signed, hashlib.sha256).hexdigest(), s)
                 for s in signatures) for key in keys]
+
+
+@contextlib.contextmanager
+def receiving(monkeypatch: Any) -> Iterator[WebhookReceiver]:
+    """A receiver, WEBHOOK_URL pointing at it, and a signing secret of the test's own
+    (`receiver.secret`, its value in `receiver.keys`) in the sandbox's vault, for a test that runs
+    the service in process (the `app_env` fixture)."""
+    from shared.clients import secret_store
+    from tests.conftest import clear_caches
+
+    with WebhookReceiver() as receiver:
+        receiver.secret = f"webhook-{uuid.uuid4().hex[:12]}"  # the sandbox's vault outlives tests
+        monkeypatch.setenv("WEBHOOK_URL", receiver.url)
+        monkeypatch.setenv("WEBHOOK_SECRET_NAME", receiver.secret)
+        clear_caches()
+        receiver.keys = [f"first-key-{time.time_ns()}"]
+        secret_store().set(receiver.secret, receiver.keys[0])
+        yield receiver
