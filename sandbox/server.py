@@ -157,6 +157,15 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             response, fault = graph_error(req, exc.status, "BadRequest", exc.message), None
         else:
             response, fault = self._route_with_faults(req)
+        # Logged before the answer leaves: a client that reads the log right after its answer
+        # (another connection, another server thread) must find this request there.
+        duration_ms = round((time.monotonic() - start) * 1000, 1)
+        if not raw_path.startswith("/_sandbox/"):
+            entry = {"method": self.command, "path": raw_path, "query": redact_query(query),
+                     "status": response.status, "time": started_at, "durationMs": duration_ms}
+            if fault is not None:
+                entry["fault"] = "drop" if fault.drop else ("status" if fault.status else "latency")
+            sandbox.request_log.add(entry)
         if fault is not None and fault.drop:
             # The work is done; the answer never arrives (as when a connection breaks mid-reply).
             self.close_connection = True
@@ -169,13 +178,6 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 # The client went away (gave up, or died) before the answer: the request was still
                 # received and done, so it is logged like any other.
                 self.close_connection = True
-        duration_ms = round((time.monotonic() - start) * 1000, 1)
-        if not raw_path.startswith("/_sandbox/"):
-            entry = {"method": self.command, "path": raw_path, "query": redact_query(query),
-                     "status": response.status, "time": started_at, "durationMs": duration_ms}
-            if fault is not None:
-                entry["fault"] = "drop" if fault.drop else ("status" if fault.status else "latency")
-            sandbox.request_log.add(entry)
         if sandbox.log_stream is not None:
             with contextlib.suppress(Exception):
                 print(f"{started_at} {self.command} {raw_path} -> {response.status} ({duration_ms} ms)",

@@ -106,8 +106,10 @@ def test_wrong_secret_is_a_credential_error_and_unconsented_tenant_a_consent_err
         since = sandbox.next_request_index()
         with pytest.raises(IdentityError) as wrong:
             token_provider().app_token(FABRIKAM, fresh=True)
-        tokens = [e for e in sandbox.requests(since=since) if e["path"].endswith("/oauth2/v2.0/token")]
-        assert len(tokens) == 2  # refused, credential read again, refused again: then it gives up
+        log = sandbox.requests(since=since)
+        tokens = [e for e in log if e["path"].endswith("/oauth2/v2.0/token")]
+        # refused, credential read again, refused again: then it gives up
+        assert len(tokens) == 2, (repr(wrong.value), [(e["method"], e["path"], e["status"]) for e in log])
         assert wrong.value.is_credential_error and wrong.value.aadsts == "AADSTS7000215"
         assert "wrong" not in str(wrong.value)
     finally:
