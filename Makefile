@@ -13,7 +13,7 @@ STAMP_INFRA := $(INFRA_VENV)/.installed
 setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_INFRA)
 
 browser:
-	bash tools/ensure_chromium.sh
+	bash tools/ensure_chromium.sh && bash tools/ensure_firefox.sh
 
 faketime:
 	bash tools/ensure_faketime.sh

@@ -1,12 +1,14 @@
 """Headless Debian Chromium, driven by Playwright, trusting the sandbox CA through an NSS database
 in a temporary HOME (`certutil` from libnss3-tools; `make browser` installs both), so TLS
-verification stays on in the browser too."""
+verification stays on in the browser too. Debian's firefox-esr too, driven by Playwright over
+WebDriver BiDi through a small relay (tests/e2e/firefox_bidi.py says why)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,21 +20,35 @@ from sandbox.testing import SandboxProcess
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+FIREFOX = "/usr/bin/firefox-esr"
+FIREFOX_RELAY = Path(__file__).with_name("firefox_bidi.py")
+ENGINES = ("chromium", "firefox")
 
 
-def require_tools() -> str:
+def require_tools(engine: str = "chromium") -> str:
     """certutil's path; a clear failure (never a skip) when the browser tooling is missing."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (tools/ensure_chromium.sh installs Debian's chromium)")
+    if engine == "firefox" and not os.access(FIREFOX, os.X_OK):
+        pytest.fail(f"{FIREFOX} is missing: run `make browser` (tools/ensure_firefox.sh installs Debian's firefox-esr)")
     certutil = shutil.which("certutil")
     if certutil is None:
         pytest.fail("certutil is missing: run `make browser` (tools/ensure_chromium.sh installs libnss3-tools)")
     return certutil
 
 
-def launch(playwright: Playwright, home: Path) -> Browser:
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                      env={**os.environ, "HOME": str(home)})
+def launch(playwright: Playwright, home: Path, engine: str = "chromium") -> Browser:
+    """Headless `engine` ("chromium" or "firefox") with `home` as its HOME."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HOME": str(home)}
+    if engine == "chromium":
+        return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=env)
+    # Playwright's WebDriver BiDi Firefox; the executable it starts is the relay, which starts
+    # firefox-esr (with this Python, which has websockets).
+    executable = home.parent / f"{home.name}-firefox-esr"
+    executable.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FIREFOX_RELAY}" "$@"\n')
+    executable.chmod(0o755)
+    return playwright.firefox.launch(channel="moz-firefox", executable_path=str(executable), env=env)
 
 
 @pytest.fixture(scope="session")
