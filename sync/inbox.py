@@ -28,7 +28,7 @@ class QueueUnavailable(Exception):
     pass
 
 
-def accept(body: bytes, subscriptions: Any, queue: Any) -> dict[str, int]:
+def accept(body: bytes, recogniser: Any, queue: Any) -> dict[str, int]:
     """Queue every recognised item of a `changeNotificationCollection`; counts of what happened.
     Raises ValueError for a body that is not one, QueueUnavailable when queueing failed."""
     try:
@@ -42,7 +42,7 @@ def accept(body: bytes, subscriptions: Any, queue: Any) -> dict[str, int]:
     messages = []
     for item in items:
         try:
-            message = _message(item, subscriptions)
+            message = _message(item, recogniser)
         except Exception as error:  # storage unreachable: Graph must deliver again
             log.warning("could not check a notification (%s): answering 503", type(error).__name__)
             raise QueueUnavailable from None
@@ -63,10 +63,10 @@ def accept(body: bytes, subscriptions: Any, queue: Any) -> dict[str, int]:
     return counts
 
 
-def _message(item: Any, subscriptions: Any) -> dict[str, Any] | None:
+def _message(item: Any, recogniser: Any) -> dict[str, Any] | None:
     if not isinstance(item, dict):
         return None
-    row = subscriptions.recognise(item.get("clientState"), item.get("subscriptionId"))
+    row = recogniser.recognise(item.get("clientState"), item.get("subscriptionId"))
     if row is None:
         return None
     lifecycle = item.get("lifecycleEvent")

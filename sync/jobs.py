@@ -38,6 +38,14 @@ def subscriptions() -> Any:
 
 
 @lru_cache(maxsize=1)
+def recogniser() -> Any:
+    from shared.clients import repositories
+    from sync.subscriptions import Recogniser
+
+    return Recogniser(repositories())
+
+
+@lru_cache(maxsize=1)
 def follower() -> Any:
     from booking.routes import booking_service
     from shared.clients import member_tokens, repositories
@@ -49,6 +57,7 @@ def follower() -> Any:
 
 def cache_clear() -> None:
     subscriptions.cache_clear()
+    recogniser.cache_clear()
     follower.cache_clear()
 
 

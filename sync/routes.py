@@ -27,7 +27,7 @@ def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(token, status_code=200, mimetype="text/plain", charset="utf-8")
     from shared.errors import InvalidRequest, PayloadTooLarge, ServiceError
     from sync import inbox
-    from sync.jobs import subscriptions
+    from sync.jobs import recogniser
 
     body = req.get_body() or b""
     if len(body) > MAX_BODY_BYTES:
@@ -35,7 +35,7 @@ def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
     from shared.clients import job_queue
 
     try:
-        inbox.accept(body, subscriptions(), job_queue())
+        inbox.accept(body, recogniser(), job_queue())
     except ValueError:
         raise InvalidRequest("The body is not a changeNotificationCollection.") from None
     except inbox.QueueUnavailable:

@@ -78,20 +78,13 @@ class Subscription(TenantRecord):
         return "sub:" + self.mailboxKey
 
 
-class Subscriptions:
-    def __init__(self, repos: Repositories, graph: GraphClient, members: Any, *, notification_url: str,
-                 clock: Any = utcnow) -> None:
+class Recogniser:
+    """The notification route's check: no Graph, no Key Vault, and nothing of them imported (the
+    route's first delivery on a new instance builds only the table client)."""
+
+    def __init__(self, repos: Repositories) -> None:
         self.repos = repos
-        self.graph = graph
-        self.members = members
-        self.notification_url = notification_url
-        self.clock = clock
         self._recent: dict[tuple[str, str], tuple[float, Subscription]] = {}
-
-    def row(self, tenant_id: str, key: str) -> Subscription | None:
-        return self.repos.store.get(Subscription, tenant_id, "sub:" + key)
-
-    # -- the notification route's check (no Graph, no Key Vault) -----------------------------------
 
     def recognise(self, client_state: Any, subscription_id: Any) -> Subscription | None:
         """The subscription a notification item belongs to, or None (unknown or forged)."""
@@ -111,6 +104,19 @@ class Subscriptions:
             return None
         self._recent[(tenant_id, key)] = (time.monotonic() + RECOGNISED_FOR, row)
         return row
+
+
+class Subscriptions:
+    def __init__(self, repos: Repositories, graph: GraphClient, members: Any, *, notification_url: str,
+                 clock: Any = utcnow) -> None:
+        self.repos = repos
+        self.graph = graph
+        self.members = members
+        self.notification_url = notification_url
+        self.clock = clock
+
+    def row(self, tenant_id: str, key: str) -> Subscription | None:
+        return self.repos.store.get(Subscription, tenant_id, "sub:" + key)
 
     # -- making, renewing, deleting ------------------------------------------------------------------
 
