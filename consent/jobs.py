@@ -240,14 +240,22 @@ def check_tenant_job(message: dict[str, Any]) -> str:
 
 
 def _send_all(messages: list[tuple[dict[str, Any], int]]) -> None:
+    """Queue jobs, each visible after its delay: the jobs of one delay go together in as few
+    messages as fit (shared/queues.py `pack`; a `batch` runs each of its jobs and queues a failed
+    one again alone), so a page of 200 members is a handful of queue puts, not 200."""
     from shared.clients import job_queue
+    from shared.queues import pack
 
     if not messages:
         return
+    by_delay: dict[int, list[dict[str, Any]]] = {}
+    for job, delay in messages:
+        by_delay.setdefault(delay, []).append(job)
+    sends = [(message, delay) for delay, jobs in by_delay.items() for message in pack(jobs)]
     queue = job_queue()
-    with ThreadPoolExecutor(max_workers=min(SENDERS, len(messages)), thread_name_prefix="enqueue") as pool:
+    with ThreadPoolExecutor(max_workers=min(SENDERS, len(sends)), thread_name_prefix="enqueue") as pool:
         # Each send in a copy of this context, so its log lines keep the request's ids.
-        list(pool.map(lambda item: contextvars.copy_context().run(queue.send, item[0], delay=item[1]), messages))
+        list(pool.map(lambda item: contextvars.copy_context().run(queue.send, item[0], delay=item[1]), sends))
 
 
 def members_page(run: Any) -> tuple[str, Any]:

@@ -158,6 +158,35 @@ def test_jobs_are_staggered_to_keep_under_key_vaults_write_rate(background, monk
     assert len(visible_messages(queue)) == 3
 
 
+def test_the_jobs_of_one_second_travel_in_one_message(background, monkeypatch):
+    """At 25 jobs a second, 60 due members are at most 4 queue messages (hidden 0, 1, 2 and 3 s
+    after the run began; how the 60 split between them depends on how late the page ran), not 60;
+    no message holds more than a second's 25, and every member is in exactly one of them."""
+    monkeypatch.setenv("REFRESH_JOBS_PER_SECOND", "25")
+    clear_caches()
+    from background.jobs import TOKEN_REFRESH_TIMER
+
+    _, service, queue, repos = services()
+    now = utcnow()
+    repos.store.insert_many([ConnectedUser(tenantId=DELEGATED, userId=f"u{index:02d}", email=f"u{index}@d.example",
+                                           secretName="rt-x", refreshDueAt=now - timedelta(minutes=1))
+                             for index in range(60)])
+    service.tick(TOKEN_REFRESH_TIMER)
+    pages = [m for m in queue.client.receive_messages(max_messages=32, visibility_timeout=60)]
+    members = next(m for m in pages if json.loads(m.content)["sweep"] == "members")
+    assert service.run(members.content) == "members page 1: 60 refresh job(s) (last page)"
+    for message in pages:
+        queue.client.delete_message(message)
+    paged = time.monotonic()
+    time.sleep(max(0.0, 3.5 - (time.monotonic() - paged)))
+    bodies = [json.loads(m.content) for m in queue.client.receive_messages(max_messages=32, visibility_timeout=60)]
+    sizes = sorted(len(body["jobs"]) if body["kind"] == "batch" else 1 for body in bodies)
+    assert len(sizes) <= 4 and max(sizes) == 25 and sum(sizes) == 60, sizes
+    jobs = [job for body in bodies for job in (body["jobs"] if body["kind"] == "batch" else [body])]
+    assert sorted(job["userId"] for job in jobs) == [f"u{index:02d}" for index in range(60)]
+    assert {job["kind"] for job in jobs} == {"refresh_member"}
+
+
 def test_a_refresh_stores_a_new_version_and_disables_the_old(background, sandbox):
     admin_consent(background, sandbox, DELEGATED, "boss@d.example", mode="delegated")
     connect_member(background, sandbox, DELEGATED, "ann@d.example")
@@ -343,6 +372,8 @@ def test_a_sweep_runs_page_by_page_and_no_page_twice(background, monkeypatch):
                     seen_twice = service.run(message.content)  # delivered again (a host died before deleting)
             elif body["kind"] == "refresh_member":
                 refreshes.append(body["userId"])
+            elif body["kind"] == "batch":  # the jobs visible in the same second, together
+                refreshes += [job["userId"] for job in body["jobs"] if job["kind"] == "refresh_member"]
             queue.client.delete_message(message)
     assert outcomes == ["members page 1: 2 refresh job(s)", "members page 2: 2 refresh job(s)",
                         "members page 3: 1 refresh job(s) (last page)"]
