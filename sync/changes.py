@@ -17,9 +17,12 @@ the timer first raises the counter's `prunedThrough`, then deletes; a cursor is 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,6 +64,35 @@ class ChangeCounter(TenantRecord):
     @property
     def row_key(self) -> str:
         return COUNTER_KEY
+
+
+# The counter as this instance last wrote it is taken as current for this long: a burst of one
+# tenant's changes (the booking service queues them one at a time per instance) then skips reading
+# the counter before each transaction. If anything wrote it meanwhile (another instance, the
+# webhook pump's claim, the retention mark), its ETag no longer matches, the whole transaction
+# fails, and the counter is read again: a number is never taken twice nor skipped. Alone, a change
+# reads the counter as before (the pump that follows it has usually written it by then).
+COUNTER_MEMORY = 1.0
+_WRITTEN: dict[str, tuple[float, ChangeCounter]] = {}
+_WRITTEN_GUARD = threading.Lock()
+
+
+def _recall(tenant_id: str) -> ChangeCounter | None:
+    with _WRITTEN_GUARD:
+        kept = _WRITTEN.get(tenant_id)
+    if kept is None or kept[0] < time.monotonic():
+        return None
+    return dataclasses.replace(kept[1])
+
+
+def _keep(counter: ChangeCounter | None, tenant_id: str) -> None:
+    with _WRITTEN_GUARD:
+        if counter is None:
+            _WRITTEN.pop(tenant_id, None)
+            return
+        if len(_WRITTEN) >= 10_000:
+            _WRITTEN.clear()
+        _WRITTEN[tenant_id] = (time.monotonic() + COUNTER_MEMORY, dataclasses.replace(counter))
 
 
 def change_key(number: int) -> str:
@@ -115,7 +147,7 @@ class ChangeLog:
                 marked = True
             if decision.cause not in TYPES.get(decision.type, ()):
                 raise ValueError(f"unknown change {decision.type}/{decision.cause}")
-            counter = self.repos.store.get(ChangeCounter, tenant_id, COUNTER_KEY)
+            counter = _recall(tenant_id) or self.repos.store.get(ChangeCounter, tenant_id, COUNTER_KEY)
             fresh = counter is None
             if counter is None:
                 counter = ChangeCounter(tenantId=tenant_id, hooksQueued=0)
@@ -135,8 +167,10 @@ class ChangeLog:
             try:
                 self.repos.store.transact(operations)
             except (ConcurrencyConflict, AlreadyExists):
+                _keep(None, tenant_id)
                 backoff()
                 continue
+            _keep(counter, tenant_id)
             log.info("change %d recorded: %s / %s", number, decision.type, decision.cause)
             if hooked:
                 webhooks.after_change(tenant_id)
