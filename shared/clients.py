@@ -25,9 +25,17 @@ def pooled_session() -> Any:
 
 
 def azure_transport() -> Any:
+    """The Azure SDK's requests transport (tables, queues, Key Vault) on a pooled session that
+    reads the environment once (shared/sessions.py: the per-request proxy scan cost a quarter of
+    a storage call's CPU)."""
     from azure.core.pipeline.transport import RequestsTransport
 
-    return RequestsTransport(session=pooled_session(), session_owner=False)
+    from shared.sessions import ca_bundle, environment_read_once
+
+    session = pooled_session()
+    if environment_read_once(session):
+        return RequestsTransport(session=session, session_owner=False, connection_verify=ca_bundle())
+    return RequestsTransport(session=session, session_owner=False)
 
 
 @lru_cache(maxsize=1)

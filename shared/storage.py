@@ -414,20 +414,6 @@ R = TypeVar("R", bound=Record)
 # --- the table layer --------------------------------------------------------------------------
 
 
-def _table_transport() -> Any:
-    """The SDK's requests transport on a pooled session that reads the environment once
-    (shared/sessions.py: the per-request proxy scan cost a quarter of a call's CPU)."""
-    from azure.core.pipeline.transport import RequestsTransport
-
-    from shared.clients import pooled_session
-    from shared.sessions import ca_bundle, environment_read_once
-
-    session = pooled_session()
-    if environment_read_once(session):
-        return RequestsTransport(session=session, session_owner=False, connection_verify=ca_bundle())
-    return RequestsTransport(session=session, session_owner=False)
-
-
 class TableStore:
     """Thin wrapper over `TableServiceClient`: one client per process, tables created on first
     use, SDK exceptions translated to ours. Construction does no I/O."""
@@ -460,15 +446,15 @@ class TableStore:
         from azure.data.tables import TableServiceClient
 
         if self._service is None:
-            from shared.clients import azure_credential
+            from shared.clients import azure_credential, azure_transport
 
             if self._connection.connection_string:
                 self._service = TableServiceClient.from_connection_string(
-                    self._connection.connection_string, transport=_table_transport())
+                    self._connection.connection_string, transport=azure_transport())
             else:
                 self._service = TableServiceClient(
                     endpoint=self._connection.table_service_uri, credential=azure_credential(),
-                    transport=_table_transport(),
+                    transport=azure_transport(),
                 )
         with contextlib.suppress(ResourceExistsError):
             self._service.create_table(name)
