@@ -41,7 +41,7 @@ def main() -> None:
         import shared.settings
         from background.jobs import TOKEN_REFRESH_TIMER, background
         from shared.clients import job_queue, repositories
-        from shared.storage import ConnectedUser, IdempotencyRecord, Tenant, utcnow
+        from shared.storage import TRANSACTION_LIMIT, ConnectedUser, IdempotencyRecord, Tenant, utcnow
 
         # A queue of the bench's own: the local host's poller (bound at start to the stack's queue)
         # would otherwise run the queued jobs against tenants the sandbox does not have.
@@ -58,8 +58,10 @@ def main() -> None:
         per_tenant = max(1, args.members // args.tenants)
 
         def settled(write, record) -> None:
-            """A seed write, tried again when Azurite drops the connection under load (a write
-            that landed before the drop is fine)."""
+            """A seed write, tried again when Azurite drops the connection or garbles its answer
+            under load (a write that landed before is fine: the retry finds it there)."""
+            from http.client import HTTPException
+
             from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
             from shared.errors import AlreadyExists
@@ -70,7 +72,8 @@ def main() -> None:
                     return
                 except AlreadyExists:
                     return
-                except (ServiceRequestError, ServiceResponseError):
+                except (ServiceRequestError, ServiceResponseError, HTTPException, ConnectionError):
+                    # Under load Azurite sometimes answers a batch with a broken status line.
                     time.sleep(0.5 * (attempt + 1))
             write(record)
 
@@ -150,8 +153,10 @@ def main() -> None:
         def expire(t: int) -> None:
             tid = tenant_id(t)
             n = args.expired // 100
-            settled(repos.store.insert_many, [IdempotencyRecord(tenantId=tid, key=f"k{t}-{i}", requestHash="x",
-                                                       expiresAt=expired) for i in range(n)])
+            rows = [IdempotencyRecord(tenantId=tid, key=f"k{t}-{i}", requestHash="x", expiresAt=expired)
+                    for i in range(n)]
+            for first in range(0, n, TRANSACTION_LIMIT):
+                settled(repos.store.insert_many, rows[first:first + TRANSACTION_LIMIT])
 
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(expire, range(100)))

@@ -34,12 +34,12 @@ from typing import Any, ClassVar
 
 from booking.erasure import is_erased
 from shared.errors import InvalidRequest
-from shared.storage import Booking, Repositories, TenantRecord
+from shared.storage import TRANSACTION_LIMIT, Booking, Repositories, TenantRecord
 
 PREFIX = "!ix:"
 LONGEST = timedelta(hours=24)
 STATUSES = ("confirmed", "cancelled")
-BATCH = 100  # an entity-group transaction's limit
+BATCH = TRANSACTION_LIMIT  # an entity-group transaction's limit
 
 
 def start_key(value: datetime) -> str:

@@ -40,6 +40,9 @@ MAX_REMEMBERED = 10_000
 # consent or a change of owner made on another instance takes effect there within this bound (on
 # the instance that made it, at once: its own write replaces what it remembered).
 TENANT_MAX_AGE = 1.0
+# An entity-group transaction takes at most 100 operations
+# (learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions).
+TRANSACTION_LIMIT = 100
 
 
 def encode_key(value: str) -> str:
@@ -622,6 +625,8 @@ class TableStore:
 
         if not records:
             return
+        if len(records) > TRANSACTION_LIMIT:
+            raise ValueError(f"a transaction takes at most {TRANSACTION_LIMIT} rows, not {len(records)}")
         table = records[0].TABLE
         try:
             self._client(table).submit_transaction([("create", r.to_entity()) for r in records])
@@ -646,6 +651,8 @@ class TableStore:
 
         if not operations:
             return
+        if len(operations) > TRANSACTION_LIMIT:
+            raise ValueError(f"a transaction takes at most {TRANSACTION_LIMIT} operations, not {len(operations)}")
         table = operations[0][1].TABLE
         batch: list[Any] = []
         for kind, record in operations:

@@ -158,3 +158,21 @@ def test_expired_consent_requests_and_tenants_by_status(table_store):
     table_store.insert(tenant(tenantId="8c1ee2d4-0000-4000-8000-000000000001", mode="delegated", status="enabled"))
     page, _ = repos.tenants_page(status="enabled", mode="domain")
     assert [t.tenantId for t in page] == [TENANT]
+
+
+def test_a_transaction_of_more_than_100_rows_is_refused_before_it_is_sent(app_env):
+    """Table Storage takes at most 100 operations in one transaction; Azurite answers more with a
+    garbled response, so the store says so plainly and sends nothing."""
+    from shared.clients import repositories
+    from shared.storage import ConnectedUser
+
+    repos = repositories()
+    rows = [ConnectedUser(tenantId="t-limit", userId=f"u{n}", email=f"u{n}@x.example", secretName="rt")
+            for n in range(101)]
+    with pytest.raises(ValueError, match="at most 100"):
+        repos.store.insert_many(rows)
+    with pytest.raises(ValueError, match="at most 100"):
+        repos.store.transact([("insert", row) for row in rows])
+    assert list(repos.store.query(ConnectedUser, "PartitionKey eq @t", {"t": "t-limit"})) == []
+    repos.store.insert_many(rows[:100])
+    assert len(list(repos.store.query(ConnectedUser, "PartitionKey eq @t", {"t": "t-limit"}))) == 100
