@@ -24,7 +24,6 @@ instances run the queue function, the writes arrive at most at that rate.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import itertools
 import logging
@@ -37,7 +36,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from shared.errors import ConcurrencyConflict, SecretNotFound, SecretUnavailable
+from shared.errors import SecretNotFound, SecretUnavailable
 from shared.members import REFRESH_EVERY, MemberTokens
 from shared.storage import ConnectedUser, Repositories, Tenant, utcnow
 from shared.tokens import CALENDAR_ROLES, IdentityError, TokenProvider, token_claims
@@ -299,10 +298,8 @@ def cleanup_page(run: Any) -> tuple[str, Any]:
     for rows in kinds:
         taken = list(itertools.islice(rows, PAGE))
         full = full or len(taken) == PAGE
-        for record in taken:
-            # Changed since read (in use): a later run sees it again.
-            with contextlib.suppress(ConcurrencyConflict):
-                deleted += bool(repos.store.delete(record))
+        # A row changed since read (in use) stays: a later run sees it again.
+        deleted += repos.store.delete_unchanged(taken)
     changes = ChangeLog(repos).prune(now, limit=PAGE)
     full = full or changes == PAGE
     return f"{deleted + changes} expired row(s) deleted", ({"more": True} if full else None)

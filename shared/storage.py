@@ -602,6 +602,26 @@ class TableStore:
         self._wrote(record, deleted=True)
         return True
 
+    def delete_unchanged(self, records: list[Record]) -> int:
+        """Delete rows that are unchanged since read, a transaction per partition and hundred
+        (one request, not one per row); rows changed or gone meanwhile stay or are skipped, and
+        the rest are deleted all the same. Returns how many this call deleted."""
+        groups: dict[tuple[str, str], list[Record]] = {}
+        for record in records:
+            groups.setdefault((record.TABLE, record.partition_key), []).append(record)
+        deleted = 0
+        for rows in groups.values():
+            for first in range(0, len(rows), TRANSACTION_LIMIT):
+                chunk = rows[first:first + TRANSACTION_LIMIT]
+                try:
+                    self.transact([("delete", record) for record in chunk])
+                    deleted += len(chunk)
+                except ConcurrencyConflict:  # one of them changed or went: each on its own
+                    for record in chunk:
+                        with contextlib.suppress(ConcurrencyConflict):
+                            deleted += self.delete(record)
+        return deleted
+
     def query(self, cls: type[R], filter_: str, parameters: dict[str, Any] | None = None,
               *, page_size: int = 100) -> Iterator[R]:
         entities = self._client(cls.TABLE).query_entities(
