@@ -163,11 +163,11 @@ class Background:
 
     def _log_queue_depths(self) -> None:
         """For the workbook and the poison-queue alert (README, "Operations")."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         from shared.clients import poison_queue
 
         for queue in (self.queue, poison_queue()):
-            from azure.core.exceptions import ResourceNotFoundError
-
             try:
                 depth = queue.peek_count()
             except Exception as error:

@@ -17,12 +17,9 @@ the timer first raises the counter's `prunedThrough`, then deletes; a cursor is 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,6 +50,7 @@ class CursorExpired(ServiceError):
 @dataclass
 class ChangeCounter(TenantRecord):
     TABLE: ClassVar[str] = "bookings"
+    REMEMBER: ClassVar[bool] = True  # see COUNTER_MEMORY
     last: int = 0  # the number of the newest change
     prunedThrough: int = 0  # every change up to this number is deleted (retention)
     # Every change up to this number has webhook delivery jobs (sync/webhooks.py); None on a
@@ -66,33 +64,13 @@ class ChangeCounter(TenantRecord):
         return COUNTER_KEY
 
 
-# The counter as this instance last wrote it is taken as current for this long: a burst of one
-# tenant's changes (the booking service queues them one at a time per instance) then skips reading
-# the counter before each transaction. If anything wrote it meanwhile (another instance, the
-# webhook pump's claim, the retention mark), its ETag no longer matches, the whole transaction
-# fails, and the counter is read again: a number is never taken twice nor skipped. Alone, a change
-# reads the counter as before (the pump that follows it has usually written it by then).
+# The counter as this instance last read or wrote it is taken as current for this long (the table
+# store's memory of REMEMBER rows): a burst of one tenant's changes (the booking service queues
+# them one at a time per instance) then skips reading the counter before each transaction. If
+# anything wrote it meanwhile (another instance, the webhook pump's claim, the retention mark),
+# its ETag no longer matches, the whole transaction fails, the store forgets its copy, and the
+# counter is read again: a number is never taken twice nor skipped.
 COUNTER_MEMORY = 1.0
-_WRITTEN: dict[str, tuple[float, ChangeCounter]] = {}
-_WRITTEN_GUARD = threading.Lock()
-
-
-def _recall(tenant_id: str) -> ChangeCounter | None:
-    with _WRITTEN_GUARD:
-        kept = _WRITTEN.get(tenant_id)
-    if kept is None or kept[0] < time.monotonic():
-        return None
-    return dataclasses.replace(kept[1])
-
-
-def _keep(counter: ChangeCounter | None, tenant_id: str) -> None:
-    with _WRITTEN_GUARD:
-        if counter is None:
-            _WRITTEN.pop(tenant_id, None)
-            return
-        if len(_WRITTEN) >= 10_000:
-            _WRITTEN.clear()
-        _WRITTEN[tenant_id] = (time.monotonic() + COUNTER_MEMORY, dataclasses.replace(counter))
 
 
 def change_key(number: int) -> str:
@@ -147,7 +125,7 @@ class ChangeLog:
                 marked = True
             if decision.cause not in TYPES.get(decision.type, ()):
                 raise ValueError(f"unknown change {decision.type}/{decision.cause}")
-            counter = _recall(tenant_id) or self.repos.store.get(ChangeCounter, tenant_id, COUNTER_KEY)
+            counter = self.repos.store.recent(ChangeCounter, tenant_id, COUNTER_KEY, max_age=COUNTER_MEMORY)
             fresh = counter is None
             if counter is None:
                 counter = ChangeCounter(tenantId=tenant_id, hooksQueued=0)
@@ -167,10 +145,8 @@ class ChangeLog:
             try:
                 self.repos.store.transact(operations)
             except (ConcurrencyConflict, AlreadyExists):
-                _keep(None, tenant_id)
                 backoff()
                 continue
-            _keep(counter, tenant_id)
             log.info("change %d recorded: %s / %s", number, decision.type, decision.cause)
             if hooked:
                 webhooks.after_change(tenant_id)
