@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from availability import meeting_times
 from availability.request import AvailabilityRequest, parse
-from availability.schedule import ScheduleReader
+from availability.schedule import ScheduleReader, view_minutes
 from availability.slots import SlotQuery, find_slots
 from shared.errors import WrongMode
 from shared.graph import GraphClient
@@ -52,8 +52,11 @@ class AvailabilityService:
         addresses = {name: (organizer.address if name == request.organizer else name) for name in request.participants}
         distinct = list(dict.fromkeys(addresses.values()))
         # Asked for the window widened by the buffer, so busy time just outside it counts.
+        minutes = view_minutes(request.step_minutes, request.duration // timedelta(minutes=1),
+                               request.buffer // timedelta(minutes=1))
         schedules = self.schedules.read(tenant.tenantId, organizer, distinct,
-                                        request.start - request.buffer, request.end + request.buffer)
+                                        request.start - request.buffer, request.end + request.buffer,
+                                        cell_minutes=minutes)
         participants = []
         for name, address in addresses.items():
             reason = schedules[address].reason

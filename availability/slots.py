@@ -19,6 +19,13 @@ start down, its end up), which changes no answer because every candidate start, 
 buffer is a whole number of minutes. The candidates are walked in order beside the merged
 intervals, so a search is O(n log n + c) for n busy intervals and c grid points; each distinct
 working-hours pattern is turned into periods once per search.
+
+Busy time may instead come as Graph's availabilityView (a digit per cell, the highest status of
+the items overlapping the cell). When the cell divides the duration and the buffer and every
+candidate start lies on a cell boundary, `[t - buffer, t + d + buffer)` is a run of whole cells,
+and it overlaps busy time exactly when one of those cells is busy: so everyone's views become
+one integer a bit per cell and a start is one shift and mask (`BusyCells`). When they do not fit
+(a 7-minute step), the exact times are used instead; cells are never rounded into an answer.
 """
 
 from __future__ import annotations
@@ -55,6 +62,11 @@ class Participant:
     # Busy time already in whole seconds since 1970: (start, end, lower-case status), as the
     # schedule reader gives it (no datetime per item).
     spans: Sequence[tuple[int, int, str]] = ()
+    # Busy time as Graph's availabilityView: (origin, digits) pieces, `cell` seconds a digit, each
+    # origin on a multiple of `cell` since 1970. Used in place of `busy` and `spans` when every
+    # candidate start, the duration and the buffer fall on the cells; otherwise ignored.
+    cells: Sequence[tuple[int, str]] = ()
+    cell: int = 0
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,50 @@ def forbidden_starts(participants: Sequence[Participant], duration: int, buffer:
     return merged
 
 
+# A view's digits as bits: 0 free, 1 tentative, 2 busy, 3 oof, 4 working elsewhere (free); a digit
+# Graph does not document counts as busy, as the schedule reader's own reading of views does.
+_CELL_BITS = {True: str.maketrans("0123456789", "0111011111"), False: str.maketrans("0123456789", "0011011111")}
+
+
+class BusyCells:
+    """Everyone's views as one integer a bit per cell (bit i: cell i from `origin`), so a start is
+    tested with a shift and a mask. A cell no view covers counts as busy."""
+
+    def __init__(self, participants: Sequence[Participant], duration: int, buffer: int,
+                 tentative_as_busy: bool) -> None:
+        self.cell = participants[0].cell
+        self.origin = min(origin for p in participants for origin, _ in p.cells)
+        self.buffer = buffer
+        self.width = (duration + 2 * buffer) // self.cell
+        self.window = (1 << self.width) - 1
+        table = _CELL_BITS[tentative_as_busy]
+        busy, covered = 0, -1
+        for participant in participants:
+            mine = 0
+            for origin, digits in participant.cells:
+                offset = (origin - self.origin) // self.cell
+                if digits:
+                    busy |= int(digits.translate(table)[::-1], 2) << offset
+                mine |= ((1 << len(digits)) - 1) << offset
+            covered &= mine
+        self.busy, self.covered = busy, covered
+
+    @staticmethod
+    def fit(participants: Sequence[Participant], candidates: Sequence[int], duration: int, buffer: int) -> bool:
+        """True when the cells answer exactly: one cell size, and every boundary on a cell."""
+        cell = participants[0].cell
+        return (cell > 0 and all(p.cell == cell for p in participants) and duration % cell == 0
+                and buffer % cell == 0 and all(origin % cell == 0 for p in participants for origin, _ in p.cells)
+                and all(at % cell == 0 for at in candidates))
+
+    def blocks(self, at: int) -> bool:
+        """True when `[at - buffer, at + duration + buffer)` touches a busy or uncovered cell."""
+        first = (at - self.buffer - self.origin) // self.cell
+        if first < 0:
+            return True
+        return bool((self.busy >> first) & self.window) or (self.covered >> first) & self.window != self.window
+
+
 def working_periods(hours: WorkingHours, start: datetime, end: datetime) -> Intervals:
     """The person's working periods (seconds) that may touch `[start, end)`, back-to-back ones merged."""
     periods = []
@@ -249,14 +305,22 @@ def find_slots(participants: Sequence[Participant], query: SlotQuery, *,
                unavailable: bool = False) -> SlotResult:
     """Common free slots of `participants` (those Graph could answer for); `unavailable` says
     that someone was left out, for `emptyReason`."""
-    duration = int(query.duration // SECOND)
-    forbidden = forbidden_starts(participants, duration, int(query.buffer // SECOND), query.tentative_as_busy)
+    duration, buffer = int(query.duration // SECOND), int(query.buffer // SECOND)
+    candidates = grid(query)
+    viewed = [p for p in participants if p.cells]
+    cells = None
+    if viewed and BusyCells.fit(viewed, candidates, duration, buffer):
+        cells = BusyCells(viewed, duration, buffer, query.tentative_as_busy)
+        participants_by_time = [p for p in participants if not p.cells]
+    else:
+        participants_by_time = list(participants)
+    forbidden = forbidden_starts(participants_by_time, duration, buffer, query.tentative_as_busy)
     allowed = allowed_starts(participants, query) if query.respect_working_hours else None
 
     starts: list[int] = []
     in_working_hours = 0
     f, a = 0, 0  # the first forbidden interval not ended before the candidate; the same for allowed
-    for at in grid(query):
+    for at in candidates:
         if allowed is not None:
             while a < len(allowed) and allowed[a][1] < at:
                 a += 1
@@ -267,6 +331,8 @@ def find_slots(participants: Sequence[Participant], query: SlotQuery, *,
             f += 1
         if f < len(forbidden) and forbidden[f][0] < at:
             continue  # inside the open (s, e)
+        if cells is not None and cells.blocks(at):
+            continue
         starts.append(at)
         if len(starts) >= query.max_slots:
             break

@@ -113,9 +113,12 @@ class GraphClient:
 
     def request(self, method: str, path: str, *, tenant_id: str, mailbox: str, json: Any = None,
                 params: dict[str, str] | None = None, token: str | None = None, retry: bool = False,
-                prefer: list[str] | None = None, headers: dict[str, str] | None = None) -> GraphResponse:
+                prefer: list[str] | None = None, headers: dict[str, str] | None = None,
+                decode: Callable[[bytes], Any] | None = None) -> GraphResponse:
         """One Graph call on `mailbox`'s behalf (the path's mailbox, for the concurrency gate).
-        `token` is a delegated access token; without it an app-only token for the tenant is used."""
+        `token` is a delegated access token; without it an app-only token for the tenant is used.
+        `decode` reads a successful answer's body in place of orjson (a typed reader that skips
+        what the caller does not need)."""
         import orjson
         import requests
         import urllib3
@@ -157,7 +160,7 @@ class GraphClient:
                      _path_only(path), response.status_code, elapsed, response.headers.get("request-id"),
                      client_request_id)
             if response.status_code < 400:
-                body = orjson.loads(content) if content else None
+                body = (decode or orjson.loads)(content) if content else None
                 return GraphResponse(response.status_code, body, dict(response.headers))
             wait = _retry_after(response.headers)
             if response.status_code in RETRYABLE and retry and attempt < MAX_ATTEMPTS:

@@ -31,13 +31,18 @@ ADA = person(1, "ada@tailspin.example", "America/New_York",
               (at(0, "11:30:00-05:00"), at(0, "12:00:00-05:00"), "tentative")], admin=True)
 GRACE = person(2, "grace@tailspin.example", "Europe/London",
                [(at(0, "14:00:00+00:00"), at(0, "14:30:00+00:00"), "oof")])
+# Lin's first meeting has the status `unknown`, for which getSchedule's availabilityView has no
+# digit; her second is five minutes long, off the quarter hours.
+LIN = person(3, "lin@tailspin.example", "America/New_York",
+             [(at(0, "09:00:00-05:00"), at(0, "09:30:00-05:00"), "unknown"),
+              (at(0, "10:05:00-05:00"), at(0, "10:10:00-05:00"), "busy")])
 # Many people for the split: p27 is busy on a day in the window's second part (past 61 days),
 # DAY + 76, a Monday (tests/support/days.py keeps New York at -05:00 that far ahead).
 CROWD = [person(100 + i, f"p{i:02d}@tailspin.example", "America/New_York",
                 [(at(76, "09:00:00-05:00"), at(76, "17:00:00-05:00"), "busy")] if i == 27 else [])
          for i in range(40)]
 TENANTS = [
-    {"tenantId": DOMAIN, "domain": "tailspin.example", "users": [ADA, GRACE, *CROWD]},
+    {"tenantId": DOMAIN, "domain": "tailspin.example", "users": [ADA, GRACE, LIN, *CROWD]},
     {"tenantId": DELEGATED, "domain": "wingtip.example",
      "users": [person(11, "ada@wingtip.example", "America/New_York",
                       [(at(0, "10:00:00-05:00"), at(0, "11:00:00-05:00"), "busy")], admin=True),
@@ -96,6 +101,23 @@ def test_buffer_widens_what_graph_is_asked_and_busy_time_outside_counts(tenants,
     # 09:30-10:00 is free, but Ada's 10:00 meeting is within the 15-minute buffer.
     assert answer.json()["slots"] == []
     assert answer.json()["emptyReason"] == "no_common_time"
+
+
+def test_a_meeting_of_unknown_status_is_busy_though_the_view_cannot_show_it(tenants, sandbox):
+    admin_consent(tenants, sandbox, DOMAIN, ADA["mail"])
+    answer = ask(tenants, DOMAIN, organizer="lin@tailspin.example", attendees=[],
+                 start=at(0, "09:00:00-05:00"), end=at(0, "10:00:00-05:00"))
+    assert answer.json()["slots"] == [{"start": at(0, "09:30:00-05:00"), "end": at(0, "10:00:00-05:00")}]
+
+
+def test_five_minute_steps_are_answered_to_the_minute_not_the_quarter_hour(tenants, sandbox):
+    # 20-minute slots every 10 minutes: the five-minute meeting at 10:05 rules out the starts
+    # overlapping it and no more (a reading in quarter hours would also rule out 10:10).
+    admin_consent(tenants, sandbox, DOMAIN, ADA["mail"])
+    answer = ask(tenants, DOMAIN, organizer="lin@tailspin.example", attendees=[],
+                 start=at(0, "09:30:00-05:00"), end=at(0, "11:00:00-05:00"), durationMinutes=20, slotStepMinutes=10)
+    starts = [slot["start"] for slot in answer.json()["slots"]]
+    assert starts == [at(0, f"{t}:00-05:00") for t in ("09:30", "09:40", "10:10", "10:20", "10:30", "10:40")]
 
 
 def test_unknown_attendee_is_unavailable_and_the_others_still_answer(tenants, sandbox):

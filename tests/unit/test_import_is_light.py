@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("msal", "requests", "jwt", "azure.identity", "azure.data.tables", "azure.keyvault.secrets",
-         "azure.storage.queue")
+         "azure.storage.queue", "msgspec")
 
 
 def test_function_app_import_loads_no_sdk_client():

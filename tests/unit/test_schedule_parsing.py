@@ -1,9 +1,23 @@
 """Reading Graph's getSchedule answers, and planning the parts of a big question (no server)."""
 
+import json
 from datetime import UTC, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from availability.schedule import Part, busy_from_view, plan, reason_of, working_hours
+import pytest
+
+from availability.schedule import (
+    Part,
+    Schedule,
+    ScheduleReader,
+    _decode,
+    busy_from_view,
+    plan,
+    reason_of,
+    view_minutes,
+    working_hours,
+)
+from shared.graph import GraphError
 from tests.support.days import DAY
 
 START = datetime.combine(DAY, time(14), UTC)
@@ -56,3 +70,66 @@ def test_plan_splits_by_20_people_and_61_days_and_rotates_paths_every_4_parts():
     assert all(paths.count(path) <= 4 for path in paths)
     assert plan(people[:3], START, START + timedelta(hours=1)) == [
         Part("p0@x.example", tuple(people[:3]), START, START + timedelta(hours=1))]
+
+
+def answer_of(*infos: dict) -> bytes:
+    return json.dumps({"@odata.context": "https://graph/$metadata", "value": list(infos)}).encode()
+
+
+def item(status: str, start: str, end: str, subject: str = "x") -> dict:
+    return {"status": status, "isPrivate": False, "subject": subject, "location": "",
+            "start": {"dateTime": f"{DAY.isoformat()}T{start}:00.0000000", "timeZone": "UTC"},
+            "end": {"dateTime": f"{DAY.isoformat()}T{end}:00.0000000", "timeZone": "UTC"}}
+
+
+def read(*infos: dict, cells: int = 4) -> dict[str, Schedule]:
+    """What the reader makes of one part's answer: 14:00 plus `cells` quarter hours."""
+    part = Part("a@x.example", tuple(i["scheduleId"] for i in infos), START, START + timedelta(minutes=15 * cells))
+    schedules = {email: Schedule(email) for email in part.schedules}
+    ScheduleReader(graph=None)._merge(schedules, part, _decode(answer_of(*infos)), 15)
+    return schedules
+
+
+def test_the_view_answers_alone_when_the_items_say_nothing_it_cannot():
+    [ann] = read({"scheduleId": "a@x.example", "availabilityView": "0210",
+                  "scheduleItems": [item("Busy", "14:15", "14:30"), item("tentative", "14:30", "14:45")]}).values()
+    assert ann.cells() == ((int(START.timestamp()), "0210"),)
+    assert ann.participant().cells == ann.cells()
+    # The items are still there for whoever needs times (a booking's re-check).
+    assert [(b.start.strftime("%H:%M"), b.status) for b in ann.busy] == [("14:15", "busy"), ("14:30", "tentative")]
+
+
+def test_items_are_read_when_the_view_cannot_say_what_they_say():
+    unknown = item("Unknown", "14:00", "14:15")
+    escaped = item("\\u0075nknown", "14:00", "14:15")  # JSON for "unknown", spelt with an escape
+    schedules = read({"scheduleId": "unknown@x.example", "availabilityView": "0000", "scheduleItems": [unknown]},
+                     {"scheduleId": "escaped@x.example", "availabilityView": "0000", "scheduleItems": []},
+                     {"scheduleId": "short@x.example", "availabilityView": "000", "scheduleItems": []},
+                     {"scheduleId": "letters@x.example", "availabilityView": "00x0", "scheduleItems": []},
+                     {"scheduleId": "none@x.example", "scheduleItems": []})
+    assert schedules["unknown@x.example"].cells() == ()
+    assert schedules["unknown@x.example"].spans[0][2] == "unknown"
+    assert all(schedules[name].cells() == () for name in ("short@x.example", "letters@x.example", "none@x.example"))
+    raw = answer_of({"scheduleId": "escaped@x.example", "availabilityView": "0000", "scheduleItems": [escaped]})
+    raw = raw.replace(b"\\\\u0075", b"\\u0075")  # json.dumps escaped the backslash itself
+    part = Part("a@x.example", ("escaped@x.example",), START, START + timedelta(hours=1))
+    mine = {"escaped@x.example": Schedule("escaped@x.example")}
+    ScheduleReader(graph=None)._merge(mine, part, _decode(raw), 15)
+    assert mine["escaped@x.example"].cells() == ()
+    assert mine["escaped@x.example"].spans[0][2] == "unknown"
+
+
+def test_a_null_item_list_leaves_the_view_and_a_wrong_shape_is_graphs_fault():
+    [ann] = read({"scheduleId": "a@x.example", "availabilityView": "0020", "scheduleItems": None}).values()
+    assert ann.cells() == ((int(START.timestamp()), "0020"),)
+    assert [(b.start.strftime("%H:%M"), b.status) for b in ann.busy] == [("14:30", "busy")]
+    with pytest.raises(GraphError) as raised:
+        _decode(answer_of({"scheduleId": "a@x.example", "availabilityView": 20}))
+    assert (raised.value.status, raised.value.code) == (502, "invalidAnswer")
+
+
+@pytest.mark.parametrize(("step", "duration", "buffer", "cell"), [
+    (15, 30, 0, 15), (30, 60, 0, 15), (10, 20, 0, 5), (15, 30, 10, 5), (60, 60, 45, 15), (7, 30, 0, 15),
+    (5, 5, 0, 5), (45, 90, 30, 15)])
+def test_the_view_cell_is_the_largest_every_slot_boundary_falls_on(step, duration, buffer, cell):
+    assert view_minutes(step, duration, buffer) == cell

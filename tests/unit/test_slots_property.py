@@ -3,11 +3,14 @@
 The oracle shares no code with the engine: it lays out the minutes around the window, marks
 each minute busy (widened by the buffer) or working (per person, from the wall clock), and
 tests every minute whose local wall-clock time is on the grid. Random busy sets, time zones with
-odd offsets, buffers, steps, and windows around DST changes; the answers must be the same.
+odd offsets, buffers, steps, and windows around DST changes; the answers must be the same. The
+same holds when busy time comes as Graph's availabilityView (a digit per cell) instead of times.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from itertools import accumulate
 from zoneinfo import ZoneInfo
@@ -15,7 +18,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from availability.slots import Busy, Participant, SlotQuery, WorkingHours, find_slots
+from availability.schedule import view_minutes
+from availability.slots import Busy, Participant, SlotQuery, WorkingHours, ceil_seconds, find_slots, floor_seconds
 from tests.support.days import DAY
 from tools.dates import next_transition
 
@@ -213,3 +217,91 @@ def test_empty_reasons_in_order():
     assert find_slots([busy_all_day], query).empty_reason == "no_common_time"
     free = Participant("a@x.example", [Busy(query.start, query.end, "free")])
     assert find_slots([free], query).empty_reason is None
+
+
+# --- busy time as Graph's availabilityView --------------------------------------------------------
+
+# The digit Graph writes for a status (calendar-getschedule: 0 free or working elsewhere, 1
+# tentative, 2 busy, 3 out of office); `unknown` has none, so a person with such an item keeps
+# exact times (availability.schedule.Schedule.cells).
+DIGIT = {"free": 0, "workingelsewhere": 0, "tentative": 1, "busy": 2, "oof": 3}
+
+
+def view_of(busy, origin: int, cells: int, cell: int) -> str:
+    """One digit per cell from `origin`: the highest of the items overlapping it, as Graph documents."""
+    digits = [0] * cells
+    for b in busy:
+        start, end = floor_seconds(b.start), ceil_seconds(b.end)
+        first, last = max(0, (start - origin) // cell), min(cells, -(-(end - origin) // cell))
+        for i in range(first, last):
+            digits[i] = max(digits[i], DIGIT[b.status.lower()])
+    return "".join(map(str, digits))
+
+
+class Untouchable(Sequence):
+    """Spans that fail the test if the engine reads them."""
+
+    def __getitem__(self, index):
+        raise AssertionError("the engine read exact times where the view was enough")
+
+    def __len__(self):
+        raise AssertionError("the engine read exact times where the view was enough")
+
+
+def as_viewed(people, query: SlotQuery, *, keep_times: bool):
+    """People as the schedule reader gives them: a view in cells of `view_minutes` over the window
+    widened by the buffer to whole cells; exact times only for someone with an `unknown` item, or
+    (`keep_times`) beside the view for everyone."""
+    cell = view_minutes(query.step_minutes, query.duration // timedelta(minutes=1),
+                        query.buffer // timedelta(minutes=1)) * 60
+    origin = floor_seconds(query.start - query.buffer) // cell * cell
+    cells = -(-(ceil_seconds(query.end + query.buffer) - origin) // cell)
+    out = []
+    for person in people:
+        if any(b.status == "unknown" for b in person.busy):
+            out.append(person)
+        else:
+            out.append(Participant(person.email, person.busy if keep_times else Untouchable(), person.working_hours,
+                                   cells=((origin, view_of(person.busy, origin, cells, cell)),), cell=cell))
+    return out
+
+
+@st.composite
+def aligned_scenarios(draw):
+    """Questions whose steps, durations and buffers share a cell of 5 minutes or more."""
+    people, query, unavailable = draw(scenarios())
+    step = draw(st.sampled_from([5, 10, 15, 30, 45, 60, 90, 1440]))
+    duration = timedelta(minutes=5 * draw(st.integers(1, 48)))
+    return people, replace(query, step_minutes=step, duration=duration), unavailable
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(aligned_scenarios())
+def test_views_alone_answer_as_the_oracle_when_the_grid_falls_on_their_cells(scenario):
+    people, query, unavailable = scenario
+    result = find_slots(as_viewed(people, query, keep_times=False), query, unavailable=unavailable)
+    expected, reason = oracle(people, query, unavailable)
+    assert [s.astimezone(UTC) for s, _ in result.slots] == expected
+    assert result.empty_reason == reason
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_views_that_do_not_fit_the_grid_leave_the_answer_to_exact_times(scenario):
+    # Steps of 7 or 100 minutes, durations of any minute: the cells (15 minutes when no 5-minute
+    # multiple is shared) cannot answer, and the engine must not round them into an answer.
+    people, query, unavailable = scenario
+    result = find_slots(as_viewed(people, query, keep_times=True), query, unavailable=unavailable)
+    expected, reason = oracle(people, query, unavailable)
+    assert [s.astimezone(UTC) for s, _ in result.slots] == expected
+    assert result.empty_reason == reason
+
+
+def test_a_cell_no_view_covers_counts_as_busy():
+    zone = ZoneInfo("UTC")
+    query = SlotQuery(start=on_day(0, 9, 0), end=on_day(0, 11, 0), duration=timedelta(minutes=30), step_minutes=30,
+                      buffer=timedelta(0), max_slots=50, zone=zone, respect_working_hours=False)
+    origin = floor_seconds(query.start)
+    short = Participant("a@x.example", Untouchable(), cells=((origin, "0000"),), cell=900)  # 09:00-10:00 only
+    starts = [s.strftime("%H:%M") for s, _ in find_slots([short], query).slots]
+    assert starts == ["09:00", "09:30"]
