@@ -275,14 +275,18 @@ def aligned_scenarios(draw):
     return people, replace(query, step_minutes=step, duration=duration), unavailable
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(aligned_scenarios())
-def test_views_alone_answer_as_the_oracle_when_the_grid_falls_on_their_cells(scenario):
+def assert_viewed_as_oracle(scenario, *, keep_times: bool) -> None:
     people, query, unavailable = scenario
-    result = find_slots(as_viewed(people, query, keep_times=False), query, unavailable=unavailable)
+    result = find_slots(as_viewed(people, query, keep_times=keep_times), query, unavailable=unavailable)
     expected, reason = oracle(people, query, unavailable)
     assert [s.astimezone(UTC) for s, _ in result.slots] == expected
     assert result.empty_reason == reason
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(aligned_scenarios())
+def test_views_alone_answer_as_the_oracle_when_the_grid_falls_on_their_cells(scenario):
+    assert_viewed_as_oracle(scenario, keep_times=False)
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -290,11 +294,7 @@ def test_views_alone_answer_as_the_oracle_when_the_grid_falls_on_their_cells(sce
 def test_views_that_do_not_fit_the_grid_leave_the_answer_to_exact_times(scenario):
     # Steps of 7 or 100 minutes, durations of any minute: the cells (15 minutes when no 5-minute
     # multiple is shared) cannot answer, and the engine must not round them into an answer.
-    people, query, unavailable = scenario
-    result = find_slots(as_viewed(people, query, keep_times=True), query, unavailable=unavailable)
-    expected, reason = oracle(people, query, unavailable)
-    assert [s.astimezone(UTC) for s, _ in result.slots] == expected
-    assert result.empty_reason == reason
+    assert_viewed_as_oracle(scenario, keep_times=True)
 
 
 def test_a_cell_no_view_covers_counts_as_busy():
