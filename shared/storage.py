@@ -585,11 +585,16 @@ class TableStore:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-        kwargs: dict[str, Any] = {}
+        # azure-data-tables answers None for a 404 as for a 204 ("no error will be raised if the
+        # entity is not found"), so the answer's status is read on its way through the pipeline.
+        statuses: list[int] = []
+        kwargs: dict[str, Any] = {"raw_response_hook": lambda answer: statuses.append(answer.http_response.status_code)}
         if if_unchanged and record.etag:
-            kwargs = {"etag": record.etag, "match_condition": MatchConditions.IfNotModified}
+            kwargs |= {"etag": record.etag, "match_condition": MatchConditions.IfNotModified}
         try:
             self._client(record.TABLE).delete_entity(record.partition_key, record.row_key, **kwargs)
+            if statuses and statuses[-1] == 404:
+                raise ResourceNotFoundError("already gone")
         except ResourceModifiedError:
             self._forget([record])
             raise ConcurrencyConflict(f"{record.TABLE} row changed since it was read") from None

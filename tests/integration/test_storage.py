@@ -97,9 +97,11 @@ def test_delete_with_etag(table_store):
     table_store.update(fresh)
     with pytest.raises(ConcurrencyConflict):
         table_store.delete(stale)
-    table_store.delete(fresh)
+    assert table_store.delete(fresh) is True
     assert repos.tenant(TENANT) is None
-    table_store.delete(fresh)  # already gone: fine
+    # Already gone: no error, and it says so, with its ETag or without.
+    assert table_store.delete(fresh) is False
+    assert table_store.delete(fresh, if_unchanged=False) is False
 
 
 def test_keys_with_forbidden_characters_and_long_ids(table_store):
