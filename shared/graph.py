@@ -6,7 +6,8 @@
 - Each call sends a fresh `client-request-id` and logs Graph's `request-id` with the status, so
   a call can be found in Microsoft's logs; nothing of the body is logged.
 - Answers are parsed with orjson (a getSchedule answer for 20 people over two weeks is ~600 KB:
-  about a third of the time the standard library takes); the session reads the process
+  about a third of the time the standard library takes), or by the caller's own `decode`
+  (availability's typed reader skips what it does not need); the session reads the process
   environment once (shared/sessions.py), not on every call.
 - At most 4 calls in flight per mailbox from this process (Outlook's concurrency limit).
 - Retries only where asked (`retry=True`): getSchedule and findMeetingTimes are POSTs that read,
