@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -64,23 +65,26 @@ def _view_cannot_say(items: Any) -> bool:
 @dataclass
 class Piece:
     """What one getSchedule part said of one person: its view from `origin` (seconds since 1970,
-    `cells` digits expected) and its scheduleItems as raw JSON."""
+    `length` digits expected) and its scheduleItems as raw JSON."""
 
     origin: int
-    cells: int
+    length: int
     view: str | None
-    items: Any  # the items' JSON text (a msgspec.Raw, or bytes); None when Graph sent none
+    items: Any  # the items' JSON text as Graph sent it (a msgspec.Raw or bytes; maybe `null`), or None
 
     def whole_view(self) -> bool:
         """True when the view alone says what the items say, cell by cell."""
-        return (self.view is not None and len(self.view) == self.cells and self.view.isascii() and self.view.isdigit()
-                and (self.items is None or not _view_cannot_say(self.items)))
+        return (self.view is not None and len(self.view) == self.length and self.view.isascii()
+                and self.view.isdigit() and (self.items is None or not _view_cannot_say(self.items)))
 
     def spans(self, cell_minutes: int) -> list[tuple[int, int, str]]:
+        """Busy time from the items, or from the view where Graph sent no items (absent or null)."""
         if self.items is not None:
             import orjson
 
-            return _item_spans(orjson.loads(memoryview(self.items)))
+            items = orjson.loads(memoryview(self.items))
+            if items is not None:
+                return _item_spans(items)
         return spans_from_view(self.view or "", self.origin, cell_minutes)
 
 
@@ -220,26 +224,21 @@ def reason_of(error: dict[str, Any]) -> str:
     return "upstream_error"
 
 
-_decoder: Any = None
-
-
+@lru_cache(maxsize=1)
 def _answer_decoder() -> Any:
     """A typed reader of getSchedule's answer (msgspec, imported on first use): the fields the
     service reads, each person's scheduleItems kept as raw JSON, everything else skipped."""
-    global _decoder
-    if _decoder is None:
-        import msgspec
+    import msgspec
 
-        # scheduleItems stays raw JSON (msgspec takes no union with Raw: a null comes as "null").
-        # Built with defstruct: this module's annotations are strings (PEP 563), which msgspec would
-        # resolve in the module's namespace, where msgspec is not imported at start.
-        info = msgspec.defstruct("ScheduleInformation", [
-            ("scheduleId", str | None, None), ("availabilityView", str | None, None),
-            ("scheduleItems", msgspec.Raw, None), ("workingHours", dict[str, Any] | None, None),
-            ("error", dict[str, Any] | None, None)])
-        answer = msgspec.defstruct("ScheduleAnswer", [("value", list[info] | None, None)])  # type: ignore[valid-type]
-        _decoder = msgspec.json.Decoder(answer)
-    return _decoder
+    # scheduleItems stays raw JSON (msgspec takes no union with Raw: a null comes as "null").
+    # Built with defstruct: this module's annotations are strings (PEP 563), which msgspec would
+    # resolve in the module's namespace, where msgspec is not imported at start.
+    info = msgspec.defstruct("ScheduleInformation", [
+        ("scheduleId", str | None, None), ("availabilityView", str | None, None),
+        ("scheduleItems", msgspec.Raw, None), ("workingHours", dict[str, Any] | None, None),
+        ("error", dict[str, Any] | None, None)])
+    answer = msgspec.defstruct("ScheduleAnswer", [("value", list[info] | None, None)])  # type: ignore[valid-type]
+    return msgspec.json.Decoder(answer)
 
 
 def _decode(content: bytes) -> Any:
@@ -328,7 +327,7 @@ class ScheduleReader:
             return
         by_id = {str(info.scheduleId or "").lower(): info for info in answer.value or ()}
         origin = floor_seconds(part.start)
-        cells = math.ceil((floor_seconds(part.end) - origin) / (cell_minutes * 60))
+        length = -(-(floor_seconds(part.end) - origin) // (cell_minutes * 60))
         for email in part.schedules:
             info = by_id.get(email)
             target = schedules[email]
@@ -337,10 +336,7 @@ class ScheduleReader:
             elif info.error:
                 target.reason = target.reason or reason_of(info.error)
             else:
-                items = info.scheduleItems
-                if items is not None and len(items) == 4 and bytes(items) == b"null":
-                    items = None
-                target.pieces.append(Piece(origin, cells, info.availabilityView, items))
+                target.pieces.append(Piece(origin, length, info.availabilityView, info.scheduleItems))
                 target.working_hours = target.working_hours or working_hours(info.workingHours)
 
 

@@ -583,7 +583,7 @@ class TableStore:
     def delete(self, record: Record, *, if_unchanged: bool = True) -> bool:
         """Delete the row (if unchanged since read, by default). False: it was already gone."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceModifiedError
 
         # azure-data-tables answers None for a 404 as for a 204 ("no error will be raised if the
         # entity is not found"), so the answer's status is read on its way through the pipeline.
@@ -593,17 +593,15 @@ class TableStore:
             kwargs |= {"etag": record.etag, "match_condition": MatchConditions.IfNotModified}
         try:
             self._client(record.TABLE).delete_entity(record.partition_key, record.row_key, **kwargs)
-            if statuses and statuses[-1] == 404:
-                raise ResourceNotFoundError("already gone")
         except ResourceModifiedError:
             self._forget([record])
             raise ConcurrencyConflict(f"{record.TABLE} row changed since it was read") from None
-        except ResourceNotFoundError:
-            self._forget([record])
-            return False
         except Exception:
             self._forget([record])
             raise
+        if statuses[-1:] == [404]:
+            self._forget([record])
+            return False
         self._wrote(record, deleted=True)
         return True
 

@@ -82,45 +82,44 @@ def item(status: str, start: str, end: str, subject: str = "x") -> dict:
             "end": {"dateTime": f"{DAY.isoformat()}T{end}:00.0000000", "timeZone": "UTC"}}
 
 
-def read(*infos: dict, cells: int = 4) -> dict[str, Schedule]:
-    """What the reader makes of one part's answer: 14:00 plus `cells` quarter hours."""
-    part = Part("a@x.example", tuple(i["scheduleId"] for i in infos), START, START + timedelta(minutes=15 * cells))
-    schedules = {email: Schedule(email) for email in part.schedules}
-    ScheduleReader(graph=None)._merge(schedules, part, _decode(answer_of(*infos)), 15)
+def read(raw: bytes, *names: str) -> dict[str, Schedule]:
+    """What the reader makes of one part's answer `raw` for `names`: 14:00 plus four quarter hours."""
+    part = Part("a@x.example", names, START, START + timedelta(hours=1))
+    schedules = {name: Schedule(name) for name in names}
+    ScheduleReader(graph=None)._merge(schedules, part, _decode(raw), 15)
     return schedules
 
 
 def test_the_view_answers_alone_when_the_items_say_nothing_it_cannot():
-    [ann] = read({"scheduleId": "a@x.example", "availabilityView": "0210",
-                  "scheduleItems": [item("Busy", "14:15", "14:30"), item("tentative", "14:30", "14:45")]}).values()
+    [ann] = read(answer_of({"scheduleId": "a@x.example", "availabilityView": "0210", "scheduleItems": [
+        item("Busy", "14:15", "14:30"), item("tentative", "14:30", "14:45")]}), "a@x.example").values()
     assert ann.cells() == ((int(START.timestamp()), "0210"),)
-    assert ann.participant().cells == ann.cells()
+    assert (ann.participant().cells, ann.participant().cell) == (ann.cells(), 15 * 60)
     # The items are still there for whoever needs times (a booking's re-check).
     assert [(b.start.strftime("%H:%M"), b.status) for b in ann.busy] == [("14:15", "busy"), ("14:30", "tentative")]
 
 
 def test_items_are_read_when_the_view_cannot_say_what_they_say():
-    unknown = item("Unknown", "14:00", "14:15")
-    escaped = item("\\u0075nknown", "14:00", "14:15")  # JSON for "unknown", spelt with an escape
-    schedules = read({"scheduleId": "unknown@x.example", "availabilityView": "0000", "scheduleItems": [unknown]},
-                     {"scheduleId": "escaped@x.example", "availabilityView": "0000", "scheduleItems": []},
-                     {"scheduleId": "short@x.example", "availabilityView": "000", "scheduleItems": []},
-                     {"scheduleId": "letters@x.example", "availabilityView": "00x0", "scheduleItems": []},
-                     {"scheduleId": "none@x.example", "scheduleItems": []})
-    assert schedules["unknown@x.example"].cells() == ()
+    names = ("unknown@x.example", "short@x.example", "letters@x.example", "none@x.example")
+    schedules = read(answer_of(
+        {"scheduleId": names[0], "availabilityView": "0000", "scheduleItems": [item("Unknown", "14:00", "14:15")]},
+        {"scheduleId": names[1], "availabilityView": "000", "scheduleItems": []},
+        {"scheduleId": names[2], "availabilityView": "00x0", "scheduleItems": []},
+        {"scheduleId": names[3], "scheduleItems": []}), *names)
+    assert all(schedules[name].cells() == () for name in names)
     assert schedules["unknown@x.example"].spans[0][2] == "unknown"
-    assert all(schedules[name].cells() == () for name in ("short@x.example", "letters@x.example", "none@x.example"))
-    raw = answer_of({"scheduleId": "escaped@x.example", "availabilityView": "0000", "scheduleItems": [escaped]})
-    raw = raw.replace(b"\\\\u0075", b"\\u0075")  # json.dumps escaped the backslash itself
-    part = Part("a@x.example", ("escaped@x.example",), START, START + timedelta(hours=1))
-    mine = {"escaped@x.example": Schedule("escaped@x.example")}
-    ScheduleReader(graph=None)._merge(mine, part, _decode(raw), 15)
-    assert mine["escaped@x.example"].cells() == ()
-    assert mine["escaped@x.example"].spans[0][2] == "unknown"
+    # "unknown" spelt with a JSON escape, as Graph could send it: json.dumps would escape the
+    # backslash itself, so the escape is written into the raw text.
+    raw = answer_of({"scheduleId": "escaped@x.example", "availabilityView": "0000",
+                     "scheduleItems": [item("ESCAPED", "14:00", "14:15")]}).replace(b"ESCAPED", b"\\u0075nknown")
+    [escaped] = read(raw, "escaped@x.example").values()
+    assert escaped.cells() == ()
+    assert escaped.spans[0][2] == "unknown"
 
 
 def test_a_null_item_list_leaves_the_view_and_a_wrong_shape_is_graphs_fault():
-    [ann] = read({"scheduleId": "a@x.example", "availabilityView": "0020", "scheduleItems": None}).values()
+    [ann] = read(answer_of({"scheduleId": "a@x.example", "availabilityView": "0020", "scheduleItems": None}),
+                 "a@x.example").values()
     assert ann.cells() == ((int(START.timestamp()), "0020"),)
     assert [(b.start.strftime("%H:%M"), b.status) for b in ann.busy] == [("14:30", "busy")]
     with pytest.raises(GraphError) as raised:
