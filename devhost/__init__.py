@@ -9,8 +9,9 @@ In-process: `LocalHost(app, settings={...}, host_json={...}, port=0).start()`, t
 Unlike the Azure host: no function keys or auth levels (as under Core Tools), no CORS, no
 functionTimeout, no output or input bindings (only the trigger argument and `context` are passed),
 HTTP, timer and queue triggers only, timers keep no schedule status (past_due is always false), a
-running queue message's 10-minute invisibility is not renewed, functions run in one thread each
-(async ones with asyncio.run) rather than in the worker's pool, and a missing queue is created.
+running queue message's 10-minute invisibility is not renewed, HTTP is served in the worker's own
+process (async HTTP functions on its loop, sync ones on its pool; queue messages and timers on a
+thread each, async ones with asyncio.run), one worker process, and a missing queue is created.
 """
 
 from devhost.config import HostConfig, QueueOptions, load_local_settings

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 import json
@@ -21,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +80,26 @@ class Function:
     def route(self) -> str:
         return str(self.trigger.get("route") or self.name)
 
+    @functools.cached_property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.user_function)
+
+    @functools.cached_property
+    def takes_context(self) -> bool:
+        return "context" in inspect.signature(self.user_function).parameters
+
+
+def worker_threads() -> int:
+    """The Python worker's pool for sync functions: PYTHON_THREADPOOL_THREAD_COUNT (1 to 32), else
+    Python's own default of min(32, CPUs + 4) (learn.microsoft.com/azure/azure-functions/
+    python-scale-performance-reference, "Use multiple language worker processes" and "Set up
+    max workers within a language worker process")."""
+    try:
+        count = int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", ""))
+    except ValueError:
+        return min(32, (os.cpu_count() or 1) + 4)
+    return max(1, min(32, count))
+
 
 def load_functions(app: func.FunctionApp) -> list[Function]:
     # get_functions() checks names against a cache that earlier calls filled (a second call would
@@ -118,6 +140,10 @@ class _Context(func.Context):
     retry_context = property(lambda self: None)
 
 
+def _is_admin(path: str) -> bool:
+    return path.lower() == "/admin" or path.lower().startswith("/admin/")
+
+
 def disabled(name: str) -> bool:
     return os.environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
 
@@ -154,6 +180,7 @@ class LocalHost:
         self._timer_locks = {name: threading.Lock() for name, f in self.functions.items()
                              if f.trigger_type == "timerTrigger"}
         self._server: DevServer | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._added_settings: list[str] = []
         self._started_at = time.monotonic()
         for function in self.functions.values():
@@ -175,12 +202,13 @@ class LocalHost:
             timers = [(f, CronSchedule.parse(resolve_setting_expressions(str(f.trigger["schedule"]))))
                       for f in enabled if f.trigger_type == "timerTrigger"]
             self._pollers = [self._queue_poller(f) for f in enabled if f.trigger_type == "queueTrigger"]
-            self._server = DevServer((self.host, self.port), self.dispatch)
+            self._server = DevServer((self.host, self.port), self.answer)
         except Exception:
             self._restore_settings()
             raise
         self.port = self._server.server_address[1]
         self._started_at = time.monotonic()
+        self._pool = ThreadPoolExecutor(worker_threads(), thread_name_prefix="devhost-worker")
         self._spawn(self._server.serve_forever, "devhost-http", 0.2)
         for function, schedule in timers:
             self._spawn(self._timer_loop, f"devhost-timer-{function.name}", function, schedule)
@@ -197,6 +225,9 @@ class LocalHost:
             self._server.close_connections()
             self._server.server_close()
             self._server = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)  # running functions finish; the wait is below
+            self._pool = None
         for poller in self._pollers:
             poller.stop(deadline)
         for thread in self._threads:
@@ -244,24 +275,49 @@ class LocalHost:
     # ----- invocation -----
 
     def invoke(self, function: Function, trigger_value: Any, reason: str) -> Any:
-        """Call the user function with its trigger argument (and `context` if it takes one)."""
-        invocation_id = str(uuid.uuid4())
-        kwargs = {str(function.trigger.get("name", "req")): trigger_value}
-        if "context" in inspect.signature(function.user_function).parameters:
-            kwargs["context"] = _Context(function.name, invocation_id)
-        log.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", function.name, reason, invocation_id)
+        """Call the user function with its trigger argument (and `context` if it takes one); an
+        async one runs to its end on a loop of its own (HTTP ones run on the host's, `answer`)."""
+        kwargs, invocation_id = self._arguments(function, trigger_value, reason)
         started = time.monotonic()
         try:
             result = function.user_function(**kwargs)
             if inspect.iscoroutine(result):
                 result = asyncio.run(result)
-        except Exception:
-            log.exception("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", function.name,
-                          invocation_id, (time.monotonic() - started) * 1000)
+        except Exception as error:
+            self._failed(function, invocation_id, started, error)
             raise
+        self._succeeded(function, invocation_id, started)
+        return result
+
+    async def invoke_async(self, function: Function, trigger_value: Any, reason: str) -> Any:
+        """`invoke` for an async function, awaited on the running loop as the worker does."""
+        kwargs, invocation_id = self._arguments(function, trigger_value, reason)
+        started = time.monotonic()
+        try:
+            result = await function.user_function(**kwargs)
+        except Exception as error:
+            self._failed(function, invocation_id, started, error)
+            raise
+        self._succeeded(function, invocation_id, started)
+        return result
+
+    def _arguments(self, function: Function, trigger_value: Any, reason: str) -> tuple[dict[str, Any], str]:
+        invocation_id = str(uuid.uuid4())
+        kwargs = {str(function.trigger.get("name", "req")): trigger_value}
+        if function.takes_context:
+            kwargs["context"] = _Context(function.name, invocation_id)
+        log.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", function.name, reason, invocation_id)
+        return kwargs, invocation_id
+
+    @staticmethod
+    def _failed(function: Function, invocation_id: str, started: float, error: Exception) -> None:
+        log.error("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", function.name,
+                  invocation_id, (time.monotonic() - started) * 1000, exc_info=error)
+
+    @staticmethod
+    def _succeeded(function: Function, invocation_id: str, started: float) -> None:
         log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", function.name, invocation_id,
                  (time.monotonic() - started) * 1000)
-        return result
 
     def find_function(self, name: str) -> Function | None:
         return self.functions.get(name) or next(
@@ -330,28 +386,63 @@ class LocalHost:
             return path[len(prefix) + 1:]
         return None
 
+    async def answer(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Reply:
+        """The front end's answer: an async HTTP function runs on the loop, as on the worker;
+        anything else (sync functions, the admin API, mounts) on the worker's pool of threads."""
+        path = urlsplit(target).path
+        if self._mount(path) is None and not _is_admin(path):
+            found = self._match(method, path)
+            if found is not None and found[0].is_async:
+                function, route_params = found
+                request = self._request(method, target, headers, body, route_params)
+                try:
+                    result = await self.invoke_async(function, request, _ADMIN_REASON)
+                except Exception:
+                    return Reply(500)
+                return self._reply(function, result)
+        pool = self._pool
+        if pool is None:
+            return Reply(503)  # stopped
+        return await asyncio.get_running_loop().run_in_executor(pool, self.dispatch, method, target, headers, body)
+
     def dispatch(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Reply:
-        """Answer one HTTP request: the admin API, or the first matching HTTP function."""
-        url = urlsplit(target)
-        for prefix, handler in self.mounts.items():
-            if url.path == prefix or url.path.startswith(prefix + "/"):
-                return handler(method, target, headers, body)
-        if url.path.lower() == "/admin" or url.path.lower().startswith("/admin/"):
-            return self._admin(method, url.path, body)
-        route_path = self._route_path(url.path)
-        if route_path is None:
+        """Answer one HTTP request: a mount, the admin API, or the first matching HTTP function."""
+        path = urlsplit(target).path
+        mount = self._mount(path)
+        if mount is not None:
+            return mount(method, target, headers, body)
+        if _is_admin(path):
+            return self._admin(method, path, body)
+        found = self._match(method, path)
+        if found is None:
             return Reply(404)
+        function, route_params = found
+        request = self._request(method, target, headers, body, route_params)
+        try:
+            result = self.invoke(function, request, _ADMIN_REASON)
+        except Exception:
+            return Reply(500)
+        return self._reply(function, result)
+
+    def _mount(self, path: str) -> Dispatcher | None:
+        return next((handler for prefix, handler in self.mounts.items()
+                     if path == prefix or path.startswith(prefix + "/")), None)
+
+    def _match(self, method: str, path: str) -> tuple[Function, dict[str, str]] | None:
+        route_path = self._route_path(path)
+        if route_path is None:
+            return None
         for template, function in self.routes:
             route_params = template.match(route_path)
             if route_params is None:
                 continue
             if function.methods is not None and method.upper() not in function.methods:
                 continue  # falls through to a later route, e.g. a catch-all, as on Azure
-            return self._call_http(function, method, target, headers, body, route_params)
-        return Reply(404)
+            return function, route_params
+        return None
 
-    def _call_http(self, function: Function, method: str, target: str, headers: list[tuple[str, str]],
-                   body: bytes, route_params: dict[str, str]) -> Reply:
+    def _request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
+                 route_params: dict[str, str]) -> func.HttpRequest:
         merged: dict[str, str] = {}
         for name, value in headers:  # repeated headers are joined with ", ", as the host does
             key = name.lower()
@@ -360,12 +451,11 @@ class LocalHost:
         for name, value in parse_qsl(urlsplit(target).query, keep_blank_values=True):
             params[name] = f"{params[name]},{value}" if name in params else value
         host = merged.get("host") or f"{self.host}:{self.port}"
-        request = func.HttpRequest(method=method.upper(), url=f"http://{host}{target}", headers=merged,
-                                   params=params, route_params=route_params, body=body)
-        try:
-            result = self.invoke(function, request, _ADMIN_REASON)
-        except Exception:
-            return Reply(500)
+        return func.HttpRequest(method=method.upper(), url=f"http://{host}{target}", headers=merged,
+                                params=params, route_params=route_params, body=body)
+
+    @staticmethod
+    def _reply(function: Function, result: Any) -> Reply:
         if isinstance(result, str):
             return Reply(200, [("Content-Type", "text/plain; charset=utf-8")], result.encode("utf-8"))
         if not isinstance(result, func.HttpResponse):

@@ -7,12 +7,14 @@ unexpected becomes a plain 500 envelope (logged with its traceback, never sent t
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,25 +77,50 @@ def wrap(handler: Handler, render: Callable[[ServiceError], func.HttpResponse]) 
     """Request id, logging context and error mapping for one HTTP function; `render` turns the
     error the caller should see into the answer (the JSON envelope, or an HTML page)."""
 
+    if inspect.iscoroutinefunction(handler):  # run on the worker's event loop (an async route)
+        @functools.wraps(handler)
+        async def awaiting(req: func.HttpRequest, context: func.Context | None = None) -> func.HttpResponse:
+            request_id = request_id_of(req)
+            with _logged(req, request_id, context):
+                try:
+                    response = await handler(req)
+                except Exception as raised:
+                    response = _answer_for(raised, render)
+                response.headers[REQUEST_ID_HEADER] = request_id
+                return response
+
+        takes_context(awaiting, handler)
+        return awaiting  # type: ignore[return-value]
+
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest, context: func.Context | None = None) -> func.HttpResponse:
         request_id = request_id_of(req)
-        # Every line of the request carries its id, the route's tenant (a GUID, else none) and
-        # the Functions invocation id (shared/logs.py says which of them reach Application Insights).
-        with (request_context(request_id), tenant_context((req.route_params or {}).get("tenantId")),
-              invocation_context(context)):
+        with _logged(req, request_id, context):
             try:
                 response = handler(req)
             except Exception as raised:
-                error = as_service_error(raised)
-                if error.status >= 500:
-                    log.warning("request failed: %s %s", error.code, error.message)
-                response = render(error)
+                response = _answer_for(raised, render)
             response.headers[REQUEST_ID_HEADER] = request_id
             return response
 
     takes_context(wrapper, handler)  # so the worker passes `context` (its invocation id)
     return wrapper
+
+
+@contextlib.contextmanager
+def _logged(req: func.HttpRequest, request_id: str, context: func.Context | None) -> Iterator[None]:
+    # Every line of the request carries its id, the route's tenant (a GUID, else none) and the
+    # Functions invocation id (shared/logs.py says which of them reach Application Insights).
+    with (request_context(request_id), tenant_context((req.route_params or {}).get("tenantId")),
+          invocation_context(context)):
+        yield
+
+
+def _answer_for(raised: Exception, render: Callable[[ServiceError], func.HttpResponse]) -> func.HttpResponse:
+    error = as_service_error(raised)
+    if error.status >= 500:
+        log.warning("request failed: %s %s", error.code, error.message)
+    return render(error)
 
 
 def endpoint(handler: Handler) -> Handler:

@@ -7,9 +7,11 @@ when sent (`delay`), which is how the timer paces work that has a rate limit beh
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +28,7 @@ class JobQueue:
         self._connection = connection
         self.name = name
         self._client: Any = None
-        self._coalescer: Coalescer | None = None
+        self._coalescers: weakref.WeakKeyDictionary[Any, Coalescer] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     @property
@@ -66,14 +68,16 @@ class JobQueue:
         self._get(fast).send_message(body, visibility_timeout=min(max(0, delay), MAX_DELAY_SECONDS) or None,
                                      **(FAST if fast else {}))
 
-    def send_together(self, jobs: list[dict[str, Any]]) -> None:
-        """Queue jobs for a caller that must answer fast, gathered with other callers' jobs into
-        as few messages as fit (`Coalescer`); returns once they are queued."""
-        if self._coalescer is None:
-            with self._lock:
-                if self._coalescer is None:
-                    self._coalescer = Coalescer(self._put_packed)
-        self._coalescer.submit(jobs)
+    async def send_together(self, jobs: list[dict[str, Any]]) -> None:
+        """Queue jobs for a caller on an event loop that must answer fast, gathered with other
+        callers' jobs into as few messages as fit (`Coalescer`, one per loop); returns once they
+        are queued."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            coalescer = self._coalescers.get(loop)
+            if coalescer is None:
+                coalescer = self._coalescers[loop] = Coalescer(self._put_packed)
+        await coalescer.submit(jobs)
 
     def _put_packed(self, jobs: list[dict[str, Any]]) -> None:
         for message in pack(jobs):
@@ -104,64 +108,55 @@ def pack(jobs: list[dict[str, Any]], budget: int = MESSAGE_BUDGET) -> list[dict[
     return [group[0] if len(group) == 1 else {"kind": BATCH, "jobs": group} for group in messages]
 
 
-class _Entry:
-    __slots__ = ("done", "error", "jobs", "woken")
-
-    def __init__(self, jobs: list[dict[str, Any]], lock: threading.Lock) -> None:
-        self.jobs = jobs
-        self.done = False
-        self.error: BaseException | None = None
-        self.woken = threading.Condition(lock)  # only this caller waits on it
-
-
 class Coalescer:
-    """Group commit for callers that each must know their jobs are queued before they answer
-    (the Graph notification route). Up to `in_flight` puts run at once (one by default: measured
-    with bench/notifications.py, four puts in flight answered no faster under a burst of 1,000 and
-    cost 27% more CPU per delivery, a put being about 4 ms of the SDK's CPU); the jobs of callers that
-    arrive while they are all busy are gathered, and the next caller to find one free puts all of
-    them in one message and wakes them. Each caller returns only after the message holding its
-    jobs was accepted by the queue, or raises its error, so nothing is acknowledged that is not
+    """Group commit for callers on one event loop that each must know their jobs are queued before
+    they answer (the Graph notification route, an async function on the worker's loop). Up to
+    `in_flight` puts run at once, each on a thread of the coalescer's own (the storage SDK blocks);
+    the jobs of callers that arrive while they are all busy are gathered, and when a put ends the
+    next one takes all of them in one message. Each caller returns only after the message holding
+    its jobs was accepted by the queue, or raises its error, so nothing is acknowledged that is not
     queued. Under a burst, puts per second stop bounding deliveries per second; alone, a caller
-    puts its own jobs at once."""
+    puts its own jobs at once. One put in flight by default: measured with bench/notifications.py,
+    more answered no faster under a burst of 1,000 and cost more CPU per delivery (a put is about
+    4 ms of the SDK's CPU)."""
 
     def __init__(self, put: Callable[[list[dict[str, Any]]], None], *, in_flight: int = 1) -> None:
         self._put = put
         self._limit = in_flight
-        self._lock = threading.Lock()
-        self._pending: list[_Entry] = []
+        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._busy = 0
+        self._threads: Any = None
 
-    def submit(self, jobs: list[dict[str, Any]]) -> None:
+    async def submit(self, jobs: list[dict[str, Any]]) -> None:
         if not jobs:
             return
-        entry = _Entry(jobs, self._lock)
-        with self._lock:
-            self._pending.append(entry)
-            while not entry.done:
-                if self._busy >= self._limit or entry not in self._pending:
-                    # Woken only when its own jobs are queued, or to put the next message: one
-                    # condition per caller, so a put's end wakes its callers and one leader, not
-                    # every waiting thread (measured: a shared notify_all cost ~15% of the route's
-                    # CPU under a burst). No timeout: a timed wait hangs under libfaketime
-                    # (tools/waits.py).
-                    entry.woken.wait()
-                    continue
-                self._busy += 1
-                taken, self._pending = self._pending, []
-                self._lock.release()
-                error: BaseException | None = None
-                try:
-                    self._put([job for each in taken for job in each.jobs])
-                except Exception as failure:
-                    error = failure
-                finally:
-                    self._lock.acquire()
-                    for each in taken:
-                        each.done, each.error = True, error
-                        each.woken.notify()
-                    self._busy -= 1
-                    if self._pending:
-                        self._pending[0].woken.notify()  # the jobs gathered meanwhile: it puts them
-        if entry.error is not None:
-            raise entry.error
+        loop = asyncio.get_running_loop()
+        queued: asyncio.Future[None] = loop.create_future()
+        self._pending.append((jobs, queued))
+        if self._busy < self._limit:
+            self._start(loop)
+        await queued
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = ThreadPoolExecutor(self._limit, thread_name_prefix="queue-put")
+        taken, self._pending = self._pending, []
+        self._busy += 1
+        put = loop.run_in_executor(self._threads, self._put, [job for jobs, _ in taken for job in jobs])
+        put.add_done_callback(lambda done: self._finish(loop, taken, done))
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, taken: list[tuple[list[dict[str, Any]], asyncio.Future[None]]],
+                done: asyncio.Future[None]) -> None:
+        self._busy -= 1
+        error = done.exception()
+        for _, queued in taken:
+            if queued.done():  # its caller went away (the connection closed): nothing to tell
+                continue
+            if error is None:
+                queued.set_result(None)
+            else:
+                queued.set_exception(error)
+        if self._pending and self._busy < self._limit:
+            self._start(loop)  # the jobs gathered meanwhile

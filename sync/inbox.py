@@ -28,9 +28,10 @@ class QueueUnavailable(Exception):
     pass
 
 
-def accept(body: bytes, recogniser: Any, queue: Any) -> dict[str, int]:
+async def accept(body: bytes, recogniser: Any, queue: Any) -> dict[str, int]:
     """Queue every recognised item of a `changeNotificationCollection`; counts of what happened.
-    Raises ValueError for a body that is not one, QueueUnavailable when queueing failed."""
+    Raises ValueError for a body that is not one, QueueUnavailable when queueing failed. Runs on
+    the worker's event loop."""
     try:
         collection = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -42,7 +43,7 @@ def accept(body: bytes, recogniser: Any, queue: Any) -> dict[str, int]:
     messages = []
     for item in items:
         try:
-            message = _message(item, recogniser)
+            message = await _message(item, recogniser)
         except Exception as error:  # storage unreachable: Graph must deliver again
             log.warning("could not check a notification (%s): answering 503", type(error).__name__)
             raise QueueUnavailable from None
@@ -53,7 +54,7 @@ def accept(body: bytes, recogniser: Any, queue: Any) -> dict[str, int]:
     try:
         # Gathered with the items other deliveries bring at the same moment into as few queue
         # messages as fit: under a burst, answers stop waiting on one queue put each.
-        queue.send_together(messages)
+        await queue.send_together(messages)
     except Exception as error:
         log.warning("could not queue a notification (%s): answering 503", type(error).__name__)
         raise QueueUnavailable from None
@@ -63,10 +64,10 @@ def accept(body: bytes, recogniser: Any, queue: Any) -> dict[str, int]:
     return counts
 
 
-def _message(item: Any, recogniser: Any) -> dict[str, Any] | None:
+async def _message(item: Any, recogniser: Any) -> dict[str, Any] | None:
     if not isinstance(item, dict):
         return None
-    row = recogniser.recognise(item.get("clientState"), item.get("subscriptionId"))
+    row = await recogniser.recognised(item.get("clientState"), item.get("subscriptionId"))
     if row is None:
         return None
     lifecycle = item.get("lifecycleEvent")

@@ -20,7 +20,7 @@ bp = func.Blueprint()
 @bp.function_name("graph_notifications")
 @bp.route(route="graph/notifications", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint
-def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
+async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
     token = req.params.get("validationToken")
     if token is not None:
         # The token, URL-decoded, as text/plain and nothing else.
@@ -35,7 +35,7 @@ def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
     from shared.clients import job_queue
 
     try:
-        inbox.accept(body, recogniser(), job_queue())
+        await inbox.accept(body, recogniser(), job_queue())
     except ValueError:
         raise InvalidRequest("The body is not a changeNotificationCollection.") from None
     except inbox.QueueUnavailable:

@@ -85,25 +85,62 @@ class Recogniser:
     def __init__(self, repos: Repositories) -> None:
         self.repos = repos
         self._recent: dict[tuple[str, str], tuple[float, Subscription]] = {}
+        self._reading: dict[tuple[str, Any], Any] = {}  # (clientState, subscriptionId) -> its read
+
+    def recent(self, client_state: Any, subscription_id: Any) -> Subscription | None:
+        """The subscription when it was read in the last few seconds (a burst of one mailbox's
+        notifications reads its row once), else None: `recognise` says."""
+        parsed = _parsed(client_state)
+        if parsed is None:
+            return None
+        cached = self._recent.get(parsed[:2])
+        if cached is not None and cached[0] > time.monotonic() and _belongs(cached[1], parsed[2], subscription_id):
+            return cached[1]
+        return None
+
+    async def recognised(self, client_state: Any, subscription_id: Any) -> Subscription | None:
+        """`recognise` for the route on the worker's event loop: a row not read lately is read on
+        a thread, once for all the items that arrive while it is read (when the row's few seconds
+        end in the middle of a burst, 32 deliveries at once used to read it 32 times)."""
+        row = self.recent(client_state, subscription_id)
+        if row is not None or _parsed(client_state) is None:
+            return row
+        import asyncio
+
+        key = (client_state, subscription_id if isinstance(subscription_id, str) else None)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(asyncio.to_thread(self.recognise, client_state, subscription_id))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        return await asyncio.shield(reading)  # a caller gone away does not end the others' read
 
     def recognise(self, client_state: Any, subscription_id: Any) -> Subscription | None:
         """The subscription a notification item belongs to, or None (unknown or forged)."""
-        if not isinstance(client_state, str) or len(client_state) > 128 or client_state.count(".") != 2:
+        parsed = _parsed(client_state)
+        if parsed is None:
             return None
-        tenant_id, key, _ = client_state.split(".")
-        if len(tenant_id) != 36 or len(key) != 16:
-            return None
-        digest = state_hash(client_state)
-        cached = self._recent.get((tenant_id, key))
-        if cached is not None and cached[0] > time.monotonic() and _belongs(cached[1], digest, subscription_id):
-            return cached[1]  # a burst of one mailbox's notifications reads its row once
+        row = self.recent(client_state, subscription_id)
+        if row is not None:
+            return row
         from shared.queues import FAST
 
+        tenant_id, key, digest = parsed
         row = self.repos.store.get(Subscription, tenant_id, "sub:" + key, **FAST)  # answer in time, or fail
         if row is None or not _belongs(row, digest, subscription_id):
             return None
         self._recent[(tenant_id, key)] = (time.monotonic() + RECOGNISED_FOR, row)
         return row
+
+
+def _parsed(client_state: Any) -> tuple[str, str, str] | None:
+    """(tenant id, mailbox key, hash) of a clientState of our shape, else None."""
+    if not isinstance(client_state, str) or len(client_state) > 128 or client_state.count(".") != 2:
+        return None
+    tenant_id, key, _ = client_state.split(".")
+    if len(tenant_id) != 36 or len(key) != 16:
+        return None
+    return tenant_id, key, state_hash(client_state)
 
 
 class Subscriptions:

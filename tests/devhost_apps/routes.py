@@ -58,6 +58,30 @@ async def async_hello(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(f"hello {req.route_params['name']}")
 
 
+_arrived: list[tuple[object, object]] = []
+
+
+@bp.route(route="rendezvous/{count}", methods=["GET"])
+async def rendezvous(req: func.HttpRequest) -> func.HttpResponse:
+    """Answers once `count` requests are in it at the same time, with how many event loops they
+    ran on (504 after 5 s alone): async functions that share the worker's loop meet on one."""
+    import asyncio
+
+    count = int(req.route_params["count"])
+    me = (object(), asyncio.get_running_loop())
+    _arrived.append(me)
+    try:
+        for _ in range(500):
+            if len(_arrived) >= count:
+                loops = {id(loop) for _, loop in _arrived}
+                return func.HttpResponse(f"met on {len(loops)} loop(s)")
+            await asyncio.sleep(0.01)
+        return func.HttpResponse("alone", status_code=504)
+    finally:
+        await asyncio.sleep(0.05)  # the others see this one before it leaves
+        _arrived.remove(me)
+
+
 @bp.route(route="context", methods=["GET"])
 def context_probe(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return func.HttpResponse(json.dumps({"function_name": context.function_name,

@@ -159,6 +159,44 @@ def test_async_function_and_context(host: LocalHost, web: requests.Session) -> N
     assert len(document["invocation_id"]) == 36
 
 
+def test_async_functions_share_the_loop(host: LocalHost) -> None:
+    """Eight requests wait in one async function until all eight are in it: they run at once on
+    the host's loop (as on the worker's), not one after another or each with asyncio.run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def get(_: int) -> tuple[int, str]:
+        answer = requests.get(f"{host.base_url}/api/rendezvous/8", timeout=15)
+        return answer.status_code, answer.text
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(get, range(8))) == [(200, "met on 1 loop(s)")] * 8
+
+
+def test_protocol_edges(host: LocalHost) -> None:
+    """What http.server did before the asyncio front end: 100-continue, HEAD without a body,
+    HTTP/1.0 closing, a malformed request line, too many headers."""
+    def exchange(raw: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", host.port), timeout=5) as sock:
+            sock.sendall(raw)
+            chunks = []
+            while chunk := sock.recv(65536):  # every exchange here ends with the server closing
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    continued = exchange(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+                         b"Connection: close\r\n\r\nhi")
+    assert continued.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n")
+    assert continued.endswith(b"\r\n\r\nhi")
+    head = exchange(b"HEAD /api/anything HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # the catch-all
+    assert head.startswith(b"HTTP/1.1 404 ") and head.endswith(b"\r\n\r\n")  # its length, not its body
+    assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 0
+    old = exchange(b"GET /api/text HTTP/1.0\r\n\r\n")  # no keep-alive asked: answered, then closed
+    assert old.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in old
+    assert exchange(b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    many = b"".join(b"X-%d: y\r\n" % n for n in range(101))
+    assert exchange(b"GET /api/text HTTP/1.1\r\n" + many + b"\r\n").startswith(b"HTTP/1.1 431 ")
+
+
 def test_keep_alive(host: LocalHost) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=5)
     try:
@@ -228,8 +266,8 @@ def test_stop_closes_keep_alive_connections_and_the_app_loads_again() -> None:
 def test_admin_functions(host: LocalHost, web: requests.Session) -> None:
     listing = web.get(f"{host.base_url}/admin/functions").json()
     by_name = {entry["name"]: entry for entry in listing}
-    assert set(by_name) == {"get_item", "special_item", "echo", "text", "boom", "async_hello", "context_probe",
-                            "catch_all", "nightly", "ticker", "worker"}
+    assert set(by_name) == {"get_item", "special_item", "echo", "text", "boom", "async_hello", "rendezvous",
+                            "context_probe", "catch_all", "nightly", "ticker", "worker"}
     item = by_name["get_item"]
     assert item["invoke_url_template"] == f"http://127.0.0.1:{host.port}/api/items/{{item_id}}"
     assert item["config"]["bindings"][0] == {"direction": "IN", "type": "httpTrigger", "name": "req",

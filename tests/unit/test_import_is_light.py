@@ -30,11 +30,11 @@ def test_the_notification_validation_answer_loads_no_sdk():
     """Graph gives the validation request 10 s, also on a cold start: answering it imports nothing
     heavy (no storage, no identity, no HTTP client)."""
     probe = (
-        "import sys, azure.functions as func, function_app\n"
+        "import asyncio, sys, azure.functions as func, function_app\n"
         "from sync.routes import graph_notifications\n"
         "req = func.HttpRequest('POST', 'http://127.0.0.1/api/graph/notifications', "
         "params={'validationToken': 'Validation: a b'}, body=b'')\n"
-        "answer = graph_notifications(req)\n"
+        "answer = asyncio.run(graph_notifications(req))\n"
         "assert answer.status_code == 200 and answer.get_body() == b'Validation: a b', answer.get_body()\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
@@ -47,12 +47,12 @@ def test_a_notification_delivery_loads_no_identity_or_vault_sdk():
     not pay for their imports either (no MSAL, azure-identity, Key Vault or JWT library: about
     0.4 s of a cold answer before). The item here is forged, so it is dropped unread."""
     probe = (
-        "import json, sys, azure.functions as func, function_app\n"
+        "import asyncio, json, sys, azure.functions as func, function_app\n"
         "from sync.routes import graph_notifications\n"
         "body = json.dumps({'value': [{'subscriptionId': 's', 'clientState': 'forged',\n"
         "                              'resourceData': {'id': 'e'}}]}).encode()\n"
         "req = func.HttpRequest('POST', 'http://127.0.0.1/api/graph/notifications', body=body)\n"
-        "answer = graph_notifications(req)\n"
+        "answer = asyncio.run(graph_notifications(req))\n"
         "assert answer.status_code == 202, answer.get_body()\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
