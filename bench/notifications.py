@@ -152,8 +152,10 @@ def main() -> None:
         # The route is served by a host process of its own, as Graph (another machine) calls it:
         # the bench's client threads do not share the host's interpreter.
         logs = Path(tempfile.mkdtemp(prefix="bench-hosts-"))
-        # 1. The route alone: its queue function disabled (as when the queue's consumers run on
-        #    other instances).
+        # 1. The route alone: its queue function disabled. This is how the service runs on its
+        #    Flex Consumption plan, which scales HTTP functions as one group on instances of their
+        #    own and each other trigger's function on its own (learn.microsoft.com/azure/
+        #    azure-functions/event-driven-scaling, "Per-function scaling").
         with hosts_started({"JOBS_QUEUE_NAME": "bench-burst", "AzureWebJobs.background_job.Disabled": "true"},
                            logs, "route") as route_host:
             cold_ms = warmed(route_host)
@@ -182,7 +184,9 @@ def main() -> None:
         drained(polled)
         work_seconds = time.perf_counter() - work_started
         reads = [e for e in stack.sandbox.requests()[since:] if e["method"] == "GET" and "/events/" in e["path"]]
-        # 3. Both at once on one instance: the route while the same host process works the queue off.
+        # 3. Both at once on one instance: the route while the same host process works the queue
+        #    off (the arrangement of the Consumption and Premium plans, not of Flex Consumption):
+        #    the route on the worker's loop shares the interpreter with up to 12 job threads.
         with hosts_started({"JOBS_QUEUE_NAME": "bench-both"}, logs, "both") as both_host:
             warmed(both_host)
             shared_times, _ = burst(both_host, bodies)

@@ -147,25 +147,35 @@ class DevServer:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request and answer it; False when the connection is to close."""
         self._idle.add(writer)
+        # An idle connection, or a request that stops coming in, is closed after IDLE_SECONDS.
         idle = self.loop.call_later(IDLE_SECONDS, writer.close)
+        try:
+            request = await self._read(reader, writer)
+        finally:
+            idle.cancel()
+            self._idle.discard(writer)
+        return request is not None and await self._answer(writer, *request)
+
+    async def _read(self, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> tuple[str, str, list[tuple[str, str]], bytes, bool] | None:
+        """(method, target, headers, body, close after answering), or None when the connection
+        ends here (closed by the client, or answered with an error)."""
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             await self._write(writer, "GET", Reply(431), close=True)
-            return False
+            return None
         except asyncio.IncompleteReadError:
-            return False  # closed by the client (or idle), between requests
-        finally:
-            idle.cancel()
-            self._idle.discard(writer)
+            return None  # closed by the client (or idle), between requests
+        self._idle.discard(writer)
         try:
             method, target, version, headers = _parse_head(head)
         except _BadRequest as error:
             await self._write(writer, "GET", Reply(error.status), close=True)
-            return False
+            return None
         if self.stopping:
             await self._write(writer, method, Reply(503), close=True)
-            return False
+            return None
         fields = {name.lower(): value for name, value in headers}
         tokens = {t.strip().lower() for t in fields.get("connection", "").split(",")}
         close = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
@@ -175,7 +185,11 @@ class DevServer:
             body = await _read_body(reader, fields)
         except _BadRequest as error:
             await self._write(writer, method, Reply(error.status), close=True)
-            return False
+            return None
+        return method, target, headers, body, close
+
+    async def _answer(self, writer: asyncio.StreamWriter, method: str, target: str, headers: list[tuple[str, str]],
+                      body: bytes, close: bool) -> bool:
         try:
             if self._async:
                 reply = await self.answer(method, target, headers, body)  # type: ignore[misc]

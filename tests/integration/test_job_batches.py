@@ -9,10 +9,18 @@ import asyncio
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from shared.queues import BATCH, MESSAGE_BUDGET, Coalescer, pack
+
+
+def run(main):
+    """asyncio.run on a thread of its own: a session-wide browser (Playwright's sync API) keeps an
+    event loop running on the test thread, where asyncio.run refuses to start another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main).result()
 
 
 def drain(queue) -> list[dict]:
@@ -63,7 +71,7 @@ def test_callers_arriving_during_a_put_share_the_next_message(app_env):
 
         await asyncio.gather(*(caller(n) for n in range(callers)))
 
-    asyncio.run(burst())
+    run(burst())
     messages = drain(queue)
     got = sorted((job["n"], job.get("second", 0)) for job in jobs_in(messages))
     assert got == sorted((n, s) for n in range(callers) for s in (0, 1))  # every job, once
@@ -92,7 +100,7 @@ def test_at_most_in_flight_puts_run_at_once_and_every_job_is_put_once():
 
         await asyncio.gather(*(caller(n) for n in range(200)))
 
-    asyncio.run(burst())
+    run(burst())
     assert most[0] == 3  # three at once under a burst, never more
     assert sorted(job["n"] for job in put) == list(range(200))
 
@@ -126,7 +134,7 @@ def test_every_caller_waiting_on_a_failed_put_gets_the_error():
         release.set()
         await asyncio.gather(first, *others)
 
-    asyncio.run(scene())
+    run(scene())
     assert sorted(n for n, _ in errors) == list(range(6))  # nobody is told "queued"
     assert [len(c) for c in calls] == [1, 5]  # the waiting five were tried together
 
@@ -152,7 +160,7 @@ def test_a_caller_that_goes_away_does_not_stop_the_others_being_answered():
         await asyncio.gather(first, stays)
         assert gone.cancelled()
 
-    asyncio.run(scene())
+    run(scene())
     # Its jobs were already gathered: they are queued all the same (Graph may deliver it again;
     # the consumers record a change once).
     assert sorted(job["n"] for job in put) == [0, 1, 2]
@@ -219,7 +227,7 @@ def test_a_burst_for_one_mailbox_reads_its_subscription_once_and_queues_every_it
     async def burst():
         return await asyncio.gather(*(inbox.accept(body, recogniser, job_queue()) for body in bodies))
 
-    assert asyncio.run(burst()) == [{"queued": 1, "dropped": 0}] * 32
+    assert run(burst()) == [{"queued": 1, "dropped": 0}] * 32
     assert reads == [(tenant, "sub:" + key)]
     messages = drain(job_queue())
     assert sorted(job["eventId"] for job in jobs_in(messages)) == sorted(f"AAMk-{n}" for n in range(32))
