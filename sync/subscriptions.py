@@ -85,44 +85,45 @@ class Recogniser:
     def __init__(self, repos: Repositories) -> None:
         self.repos = repos
         self._recent: dict[tuple[str, str], tuple[float, Subscription]] = {}
-        self._reading: dict[tuple[str, Any], Any] = {}  # (clientState, subscriptionId) -> its read
-
-    def recent(self, client_state: Any, subscription_id: Any) -> Subscription | None:
-        """The subscription when it was read in the last few seconds (a burst of one mailbox's
-        notifications reads its row once), else None: `recognise` says."""
-        parsed = _parsed(client_state)
-        if parsed is None:
-            return None
-        cached = self._recent.get(parsed[:2])
-        if cached is not None and cached[0] > time.monotonic() and _belongs(cached[1], parsed[2], subscription_id):
-            return cached[1]
-        return None
-
-    async def recognised(self, client_state: Any, subscription_id: Any) -> Subscription | None:
-        """`recognise` for the route on the worker's event loop: a row not read lately is read on
-        a thread, once for all the items that arrive while it is read (when the row's few seconds
-        end in the middle of a burst, 32 deliveries at once used to read it 32 times)."""
-        row = self.recent(client_state, subscription_id)
-        if row is not None or _parsed(client_state) is None:
-            return row
-        import asyncio
-
-        key = (client_state, subscription_id if isinstance(subscription_id, str) else None)
-        reading = self._reading.get(key)
-        if reading is None:
-            reading = asyncio.ensure_future(asyncio.to_thread(self.recognise, client_state, subscription_id))
-            self._reading[key] = reading
-            reading.add_done_callback(lambda _: self._reading.pop(key, None))
-        return await asyncio.shield(reading)  # a caller gone away does not end the others' read
+        self._reading: dict[tuple[Any, Any], Any] = {}  # (parsed clientState, subscriptionId) -> its read
 
     def recognise(self, client_state: Any, subscription_id: Any) -> Subscription | None:
         """The subscription a notification item belongs to, or None (unknown or forged)."""
         parsed = _parsed(client_state)
         if parsed is None:
             return None
-        row = self.recent(client_state, subscription_id)
+        return self._cached(parsed, subscription_id) or self._read(parsed, subscription_id)
+
+    async def recognised(self, client_state: Any, subscription_id: Any) -> Subscription | None:
+        """`recognise` for the route on the worker's event loop: a row not read lately is read on
+        a thread, once for all the items that arrive while it is read (when the row's few seconds
+        end in the middle of a burst, 32 deliveries at once used to read it 32 times)."""
+        parsed = _parsed(client_state)
+        if parsed is None:
+            return None
+        row = self._cached(parsed, subscription_id)
         if row is not None:
             return row
+        import asyncio
+
+        key = (parsed, subscription_id if isinstance(subscription_id, str) else None)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(asyncio.to_thread(self._read, parsed, subscription_id))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        return await asyncio.shield(reading)  # a caller gone away does not end the others' read
+
+    def _cached(self, parsed: tuple[str, str, str], subscription_id: Any) -> Subscription | None:
+        """The row when it was read in the last few seconds (a burst of one mailbox's
+        notifications reads it once), else None."""
+        tenant_id, key, digest = parsed
+        cached = self._recent.get((tenant_id, key))
+        if cached is not None and cached[0] > time.monotonic() and _belongs(cached[1], digest, subscription_id):
+            return cached[1]
+        return None
+
+    def _read(self, parsed: tuple[str, str, str], subscription_id: Any) -> Subscription | None:
         from shared.queues import FAST
 
         tenant_id, key, digest = parsed
