@@ -40,9 +40,11 @@ def consented(tenant_id: str, domain: str, users: list[dict[str, Any]]) -> dict[
 
 
 @contextlib.contextmanager
-def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]]) -> Iterator[Stack]:
+def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]], *,
+                azurite_in_memory: bool = False) -> Iterator[Stack]:
     """`tenants`: the sandbox's tenants; `enabled`: (tenant id, default time zone) registered as
-    enabled domain-wide tenants in the service's storage (benchmarks skip the consent pages)."""
+    enabled domain-wide tenants in the service's storage (benchmarks skip the consent pages);
+    `azurite_in_memory`: Azurite without its periodic saves to disk (tools/azurite.py)."""
     import requests
 
     from sandbox.testing import start_sandbox
@@ -51,7 +53,7 @@ def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]]) -
 
     os.environ.pop("REQUESTS_CA_BUNDLE", None)  # the sandbox's bundle is set below
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    azurite = start_azurite(work / "azurite")
+    azurite = start_azurite(work / "azurite", in_memory=azurite_in_memory)
     sandbox = start_sandbox(work / "sandbox", ROOT / "tests" / "sandbox_seed.json")
     host = None
     try:

@@ -40,14 +40,22 @@ class Azurite:
 
 
 def start_azurite(location: Path, *, ports: tuple[int, int, int] | None = None, timeout: float = 30,
-                  log_file: Path | None = None) -> Azurite:
+                  log_file: Path | None = None, in_memory: bool = False) -> Azurite:
+    """Azurite keeping its data under `location`, or, `in_memory`, nowhere but in its process.
+
+    On disk, each of its services keeps its metadata in a LokiJS database that it saves every 5 s
+    (`autosaveInterval: 5000` in its persistence modules); a save serializes the whole database on
+    Node's one thread, so every request waits meanwhile: 35-50 ms here for a queue of 3,000
+    messages, more when the cores are busy. That pause is the emulator's own (Azure Storage
+    documents throughput targets, not a periodic stop), so the benchmark that measures a tail
+    latency (bench/notifications.py) runs Azurite in memory."""
     if not AZURITE_BIN.exists():
         raise RuntimeError("Azurite is not installed: run `npm ci` (make does this)")
     blob, queue, table = ports or (free_port(), free_port(), free_port())
     location.mkdir(parents=True, exist_ok=True)
     args = [
         str(AZURITE_BIN), "--silent", "--disableTelemetry", "--skipApiVersionCheck",
-        "--location", str(location),
+        *(["--inMemoryPersistence"] if in_memory else ["--location", str(location)]),
         "--blobHost", "127.0.0.1", "--blobPort", str(blob),
         "--queueHost", "127.0.0.1", "--queuePort", str(queue),
         "--tableHost", "127.0.0.1", "--tablePort", str(table),
