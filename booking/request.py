@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from availability.request import attendee_list, window
+from availability.request import MAX_ATTENDEES, attendee_list, window
 from shared import validation as v
 from shared.errors import InvalidRequest
 
@@ -43,6 +43,17 @@ class BookingRequest:
                   "timeZone": self.time_zone, "subject": self.subject, "body": self.body,
                   "onlineMeeting": self.online_meeting, "checkAvailability": self.check_availability}
         return hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()
+
+    def besides(self, address: str) -> BookingRequest:
+        """The attendees without the organizer's own SMTP address (`address`, her calendar's owner
+        as Graph names it): a caller who named her by object id or UPN and listed her mail among
+        the attendees would otherwise invite her to her own meeting. She is not counted, whatever
+        name she was given; a proxy address of hers is not known without directory permission."""
+        attendees = tuple(attendee for attendee in self.attendees if attendee != address)
+        if not attendees:
+            raise InvalidRequest(f"attendees must hold 1-{MAX_ATTENDEES} distinct people besides the organizer.",
+                                 target="attendees")
+        return self if len(attendees) == len(self.attendees) else replace(self, attendees=attendees)
 
 
 def idempotency_key(value: str | None) -> str:

@@ -247,6 +247,7 @@ class BookingService:
         assert record is not None  # noqa: S101 - a claim holds a record or a done booking id
         try:
             context = self._context(tenant, request.organizer)
+            request = request.besides(context.organizer.address)
         except Exception:
             if claim.fresh:
                 self.keys.forget(record)

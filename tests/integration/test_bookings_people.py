@@ -275,3 +275,41 @@ def test_a_member_whose_stored_token_is_lost_must_reconnect(delegated, sandbox, 
     again = book(delegated, DELEGATED, "lost-1", organizer=FAY2_UPN)
     assert again.status_code == 201, again.text
     assert len(booked_events(sandbox, FAY2_MAIL)) == 1
+
+
+def invited_addresses(sandbox, organizer_mail):
+    (event,) = booked_events(sandbox, organizer_mail)
+    return sorted(a["emailAddress"]["address"].lower() for a in event["attendees"])
+
+
+@pytest.mark.parametrize("name", [FAY_UPN, FAY_ID])
+def test_an_organizer_named_by_upn_or_object_id_is_not_invited_to_her_own_meeting(people, sandbox, name):
+    """Attendees are counted without the organizer (API.md, availability and bookings), whichever
+    name the caller gave her: her primary SMTP address, which Graph names as her calendar's
+    owner, is dropped from the attendees too. Alone, she leaves no one to invite: 400, nothing
+    sent, and the key is free for the request put right."""
+    since = sandbox.next_request_index()
+    alone = book(people, DOMAIN, "self", organizer=name, attendees=[FAY_MAIL.upper()])
+    error_of(alone, 400, "invalid_request", "attendees")
+    assert creates(sandbox, since) == [] and booked_events(sandbox, FAY_MAIL) == []
+
+    answer = book(people, DOMAIN, "self", organizer=name, attendees=[FAY_MAIL.upper(), GUS])
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["attendees"] == [{"email": GUS, "response": "none"}]
+    assert invited_addresses(sandbox, FAY_MAIL) == [GUS]
+    stored = people.get(f"/tenants/{DOMAIN}/bookings/{answer.json()['bookingId']}").json()
+    assert stored["attendees"] == [{"email": GUS, "response": "none"}]
+    # Replayed with its key, the same booking; no second event.
+    replay = book(people, DOMAIN, "self", organizer=name, attendees=[FAY_MAIL.upper(), GUS])
+    assert replay.status_code == 200 and replay.json()["bookingId"] == answer.json()["bookingId"], replay.text
+    assert len(creates(sandbox, since)) == 1
+
+
+def test_a_delegated_member_is_not_invited_to_her_own_meeting(delegated, sandbox):
+    connect_with_hint(delegated, sandbox, DELEGATED, FAY2_UPN, FAY2_MAIL)
+    error_of(book(delegated, DELEGATED, "dlg-self", organizer=FAY2_ID, attendees=[FAY2_MAIL]), 400,
+             "invalid_request", "attendees")
+    answer = book(delegated, DELEGATED, "dlg-self", organizer=FAY2_UPN, attendees=[JON, FAY2_MAIL.upper()])
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["attendees"] == [{"email": JON, "response": "none"}]
+    assert invited_addresses(sandbox, FAY2_MAIL) == [JON]
