@@ -8,7 +8,8 @@ v2 access tokens (`requestedAccessTokenVersion` 2). A token is accepted when:
   (`jwks_uri`), fetched with PyJWT's `PyJWKClient` through the service's own HTTPS session (TLS
   verified, the same CA trust as every other call), cached for `KEYS_LIFETIME_SECONDS` and fetched
   again for an unknown `kid`, at most once every `KEYS_REFETCH_MIN_SECONDS` (a flood of made-up
-  `kid`s costs one fetch per interval);
+  `kid`s costs one fetch per interval), one fetch at a time (a new instance's first burst of
+  requests fetches once);
 - `iss` is the `issuer` of that configuration and `tid` the home tenant: a token issued in any
   other tenant, even one where a multi-tenant app has a service principal, is refused;
 - `aud` is `API_AUDIENCE` (the API's client id, a GUID) or `api://` + it;
@@ -79,12 +80,11 @@ class OpenIdConfiguration:
 
 class SessionKeySetClient(PyJWKClient):
     """PyJWT's JWKS client, fetching through the service's `requests` session (so the TLS trust,
-    timeouts and connection pool are those of every other call; verification always on)."""
+    timeouts and connection pool are those of every other call; verification always on). It keeps
+    nothing: `SigningKeys` decides when to fetch."""
 
     def __init__(self, uri: str, session: Any, timeout: float) -> None:
-        # cooldown_duration=0: `SigningKeys` keeps its own minimum interval for unknown kids.
-        super().__init__(uri, cache_jwk_set=True, lifespan=KEYS_LIFETIME_SECONDS, timeout=timeout,
-                         cooldown_duration=0)
+        super().__init__(uri, cache_jwk_set=False, timeout=timeout, cooldown_duration=0)
         self._session = session
 
     def fetch_data(self) -> Any:
@@ -99,25 +99,30 @@ class SessionKeySetClient(PyJWKClient):
 
 
 class SigningKeys:
-    """The identity platform's signing keys by `kid`: the cached set, fetched again when it is
-    older than its lifetime, or for an unknown kid at most once every `min_refetch_seconds`. If a
-    scheduled fetch fails, the last good set keeps serving (keys are published long before use)."""
+    """The identity platform's signing keys by `kid`: the set fetched when missing or older than
+    its lifetime, and for an unknown kid at most once every `min_refetch_seconds`. One fetch at a
+    time: requests that need the set while another fetches it wait for that fetch and use what it
+    got, so a new instance's first burst fetches once. If a fetch fails, the last good set keeps
+    serving (keys are published long before use) and the next try waits `min_refetch_seconds`."""
 
     def __init__(self, client: PyJWKClient, *, min_refetch_seconds: float = KEYS_REFETCH_MIN_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 lifetime_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._min_refetch = min_refetch_seconds
+        self._lifetime = KEYS_LIFETIME_SECONDS if lifetime_seconds is None else lifetime_seconds
         self._clock = clock
-        self._lock = threading.Lock()
-        self._last_refetch: float | None = None
-        self._last_good: list[PyJWK] = []
+        self._lock = threading.Lock()  # held while fetching
+        self._keys: list[PyJWK] = []
+        self._fetched_at: float | None = None  # the last fetch that succeeded
+        self._failed_at: float | None = None  # the last fetch that failed, if after it
+        self._last_refetch: float | None = None  # the last fetch for an unknown kid
 
     def key(self, kid: str) -> PyJWK | None:
-        found = PyJWKClient.match_kid(self._keys(), kid)
+        found = PyJWKClient.match_kid(self._current(), kid)
         if found is not None:
             return found
         with self._lock:
-            found = PyJWKClient.match_kid(self._keys(), kid)  # another request may have fetched meanwhile
+            found = PyJWKClient.match_kid(self._current_held(), kid)  # another request may have fetched
             if found is not None:
                 return found
             now = self._clock()
@@ -125,18 +130,36 @@ class SigningKeys:
                 return None
             self._last_refetch = now
             log.info("signing key %r is not in the cached key set: fetching the key set again", kid[:16])
-            return PyJWKClient.match_kid(self._keys(refresh=True), kid)
+            return PyJWKClient.match_kid(self._fetch_held(), kid)
 
-    def _keys(self, refresh: bool = False) -> list[PyJWK]:
+    def _fresh(self, now: float) -> bool:
+        return self._fetched_at is not None and now - self._fetched_at < self._lifetime
+
+    def _current(self) -> list[PyJWK]:
+        if self._fresh(self._clock()):
+            return self._keys
+        with self._lock:
+            return self._current_held()
+
+    def _current_held(self) -> list[PyJWK]:
+        now = self._clock()
+        if self._fresh(now) or (self._keys and self._failed_at is not None
+                                and now - self._failed_at < self._min_refetch):
+            return self._keys
+        return self._fetch_held()
+
+    def _fetch_held(self) -> list[PyJWK]:
+        now = self._clock()
         try:
-            keys = self._client.get_signing_keys(refresh=refresh)
+            keys = self._client.get_signing_keys(refresh=True)
         except (PyJWKClientConnectionError, PyJWKSetError, PyJWKClientError) as exc:
-            if self._last_good:
+            self._failed_at = now
+            if self._keys:
                 log.warning("the identity platform's key set could not be fetched (%s); using the last one",
                             type(exc).__name__)
-                return self._last_good
+                return self._keys
             raise UpstreamError("The identity platform's signing keys could not be fetched; retry later.") from None
-        self._last_good = keys
+        self._keys, self._fetched_at, self._failed_at = keys, now, None
         return keys
 
 

@@ -201,6 +201,26 @@ def test_a_flood_of_unknown_kids_fetches_the_keys_at_most_once(api, sandbox):
     accepted(call(api, caller_token(sandbox)))
 
 
+def test_a_new_instances_first_burst_fetches_the_keys_once(api, sandbox):
+    """Requests that arrive together at a new instance all need the key set; while the identity
+    platform takes its time to answer, they wait for the one fetch under way instead of each making
+    their own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared import clients
+
+    token = caller_token(sandbox)
+    sandbox.session().post(f"{sandbox.base_url}/_sandbox/faults", timeout=10, json={
+        "path": f"^{KEYS_PATH}$", "latencyMs": 400, "count": 8}).raise_for_status()
+    clients.caller_tokens.cache_clear()  # as on a new instance: nothing fetched yet
+    since = sandbox.next_request_index()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: call(api.acting_for("org-42"), token), range(6)))
+    for answer in answers:
+        accepted(answer)
+    assert keys_fetches(sandbox, since) == 1
+
+
 # -- organizations kept apart -------------------------------------------------------------------
 
 def tenant_routes() -> set[tuple[str, str]]:

@@ -142,19 +142,26 @@ def test_a_rotated_key_is_fetched_at_the_first_request_that_uses_it(key):
     assert identity.count(JWKS_URI) == 2
 
 
-def test_the_key_set_is_fetched_again_after_its_lifetime_and_kept_if_that_fails(key, monkeypatch):
+def test_the_key_set_is_fetched_again_after_its_lifetime_and_kept_if_that_fails(key):
     assert KEYS_LIFETIME_SECONDS == 3600
-    monkeypatch.setattr("shared.access_tokens.KEYS_LIFETIME_SECONDS", 0.05)  # PyJWT's cache runs on real time
-    identity = Identity(key)
-    tokens = checker(identity)
+    identity, clock = Identity(key), Clock()
+    tokens = checker(identity, clock)
     tokens.verify(key.token())
-    time.sleep(0.1)
+    clock.now += KEYS_LIFETIME_SECONDS - 1
+    tokens.verify(key.token())
+    assert identity.count(JWKS_URI) == 1
+    clock.now += 1
     tokens.verify(key.token())
     assert identity.count(JWKS_URI) == 2
     identity.down = True
-    time.sleep(0.1)
+    clock.now += KEYS_LIFETIME_SECONDS
     assert tokens.verify(key.token()) == WEB  # the last good set keeps serving
+    assert tokens.verify(key.token()) == WEB  # and the next try waits an interval
     assert identity.count(JWKS_URI) == 3
+    identity.down = False
+    clock.now += KEYS_REFETCH_MIN_SECONDS
+    assert tokens.verify(key.token()) == WEB
+    assert identity.count(JWKS_URI) == 4
 
 
 def test_the_configuration_is_fetched_daily_and_an_outage_before_the_first_is_502(key):
