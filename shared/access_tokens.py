@@ -106,10 +106,9 @@ class SigningKeys:
     serving (keys are published long before use) and the next try waits `min_refetch_seconds`."""
 
     def __init__(self, client: PyJWKClient, *, min_refetch_seconds: float = KEYS_REFETCH_MIN_SECONDS,
-                 lifetime_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._min_refetch = min_refetch_seconds
-        self._lifetime = KEYS_LIFETIME_SECONDS if lifetime_seconds is None else lifetime_seconds
         self._clock = clock
         self._lock = threading.Lock()  # held while fetching
         self._keys: list[PyJWK] = []
@@ -133,7 +132,7 @@ class SigningKeys:
             return PyJWKClient.match_kid(self._fetch_held(), kid)
 
     def _fresh(self, now: float) -> bool:
-        return self._fetched_at is not None and now - self._fetched_at < self._lifetime
+        return self._fetched_at is not None and now - self._fetched_at < KEYS_LIFETIME_SECONDS
 
     def _current(self) -> list[PyJWK]:
         if self._fresh(self._clock()):
