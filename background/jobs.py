@@ -73,6 +73,7 @@ SWEEPS: dict[str, Sweep] = {
     "erasures": Sweep(TOKEN_REFRESH_TIMER, "booking.erasure:stalled_page"),
     "revoked": Sweep(TOKEN_REFRESH_TIMER, "consent.jobs:revoked_page", gap="consent.jobs:one_day"),
     "stuck-bookings": Sweep(RECONCILER_TIMER, "booking.background:stuck_page"),
+    "stuck-scan": Sweep(RECONCILER_TIMER, "booking.background:stuck_scan_page", gap="consent.jobs:one_day"),
     "subscriptions": Sweep(RECONCILER_TIMER, "sync.jobs:subscriptions_page"),
     "reconcile": Sweep(RECONCILER_TIMER, "sync.reconcile:tenants_page", gap="sync.reconcile:pass_gap"),
     "webhooks": Sweep(RECONCILER_TIMER, "sync.webhooks:pending_page"),

@@ -6,6 +6,10 @@ longer land (or that never sent one and are older than a hold), and for each one
 and does what a retry with the key would do (`BookingService.reconcile`): adopt the event found by
 its tag, or create it once. A page does at most `PER_RUN` rows; a full page hands on to the next
 (background/jobs.py runs it on the reconciler timer).
+
+The rows are found through their attempt markers (one partition, written before each booking row;
+`Repositories.stuck_bookings`), so a run reads the bookings being made, not the whole table. Once a
+day `stuck-scan` looks across every partition instead, for any row without a marker.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ PER_RUN = 200
 MAX_PAGES = 10
 
 
-def reconcile_stuck(per_run: int = PER_RUN) -> dict[str, int]:
+def reconcile_stuck(per_run: int = PER_RUN, *, scan: bool = False) -> dict[str, int]:
+    """Each stuck booking finished, found through the attempt markers (`scan`: by a filter across
+    every tenant's rows, the daily safety net for rows without a marker)."""
     from booking.routes import booking_service
     from shared.clients import repositories
     from shared.storage import Tenant
@@ -28,7 +34,8 @@ def reconcile_stuck(per_run: int = PER_RUN) -> dict[str, int]:
     service = booking_service()
     outcomes: dict[str, int] = {}
     tenants: dict[str, Tenant | None] = {}
-    for row in repos.stuck_bookings(older_than=service.keys.hold, limit=per_run):
+    find = repos.stuck_bookings_scanned if scan else repos.stuck_bookings
+    for row in find(older_than=service.keys.hold, limit=per_run):
         if row.tenantId not in tenants:  # one read per tenant and run
             tenants[row.tenantId] = repos.tenant(row.tenantId)
         tenant = tenants[row.tenantId]
@@ -39,10 +46,16 @@ def reconcile_stuck(per_run: int = PER_RUN) -> dict[str, int]:
     return outcomes
 
 
-def stuck_page(run: Any) -> tuple[str, Any]:
-    outcomes = reconcile_stuck()
+def stuck_page(run: Any, *, scan: bool = False) -> tuple[str, Any]:
+    outcomes = reconcile_stuck(scan=scan)
     done = sum(outcomes.values())
     # Rows finished leave the query; rows still stuck (Graph failing) stay in it, so a run hands
     # on at most MAX_PAGES times and the next timer run takes the rest.
     more = done == PER_RUN and run.page < MAX_PAGES
     return f"{done} stuck booking(s)", ({"more": True} if more else None)
+
+
+def stuck_scan_page(run: Any) -> tuple[str, Any]:
+    """The daily safety net: the same work, finding rows by a filter across every partition (a
+    table scan), for any row without an attempt marker (one written before markers existed)."""
+    return stuck_page(run, scan=True)

@@ -341,6 +341,8 @@ class BookingService:
             # The row's attemptDeadline fences every create, so it is written right before one is
             # sent (a row with a deadline may have a create under way; one without has none).
             if row is None:
+                # Marked first, so the reconciler finds the row whatever becomes of this request.
+                self.repos.attempt_begun(tenant.tenantId, booking_id)
                 row = self.repos.store.insert(Booking(
                     tenantId=tenant.tenantId, bookingId=booking_id, organizer=request.organizer,
                     organizerAddress=context.organizer.address, attendees=list(request.attendees),

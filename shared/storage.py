@@ -343,6 +343,32 @@ class Booking(TenantRecord):
 
 
 @dataclass
+class BookingAttempt(Record):
+    """A booking whose create may be under way, written before its row is (booking/service.py),
+    in one partition for every tenant: the reconciler finds the bookings left `creating` or
+    `uncertain` by reading this partition, not by a filter on `status` across every tenant's
+    partition, which Table Storage answers by scanning the whole table (learn.microsoft.com/azure/
+    storage/tables/table-storage-design-for-query, "table scan"). It names no one; the reconciler
+    deletes it once its booking is decided or gone."""
+
+    TABLE: ClassVar[str] = "attempts"
+    tenantId: str
+    bookingId: str
+    createdAt: datetime | None = None
+
+    @property
+    def partition_key(self) -> str:
+        return ATTEMPTS_PARTITION
+
+    @property
+    def row_key(self) -> str:
+        return encode_key(f"{self.tenantId}|{self.bookingId}")
+
+
+ATTEMPTS_PARTITION = "attempt"
+
+
+@dataclass
 class EventIndex(TenantRecord):
     """The booking an event id belongs to (the organizer's event, by its immutable id), so a
     notification is mapped without reading anything from Graph. In the bookings table."""
@@ -545,7 +571,8 @@ class TableStore:
         return record
 
     def upsert(self, record: R) -> R:
-        """Write the row whatever is there (for tests and seeding; the service uses ETags)."""
+        """Write the row whatever is there (tests, seeding, and rows whose every write says the
+        same, such as a booking's attempt marker; the service otherwise uses ETags)."""
         from azure.data.tables import UpdateMode
 
         try:
@@ -736,6 +763,14 @@ class TableStore:
 # --- repositories: the queries the service makes ------------------------------------------------
 
 
+def _stuck(row: Booking, now: datetime, older_than: timedelta) -> bool:
+    """A booking left `creating` or `uncertain` whose last attempt can no longer land, or that sent
+    none and was last written more than `older_than` ago (as `stuck_bookings_scanned` filters)."""
+    if row.attemptDeadline is not None and row.attemptDeadline < now:
+        return True
+    return row.updatedAt is not None and row.updatedAt < now - older_than
+
+
 class Repositories:
     """Named queries over `TableStore`, one small method per question the service asks."""
 
@@ -833,9 +868,39 @@ class Repositories:
             page_size=limit)
         return list(itertools.islice(found, limit))
 
+    def attempt_begun(self, tenant_id: str, booking_id: str) -> None:
+        """Mark a booking whose create is about to begin, before its row is written: the reconciler
+        finds it there (`stuck_bookings`) whatever becomes of the request."""
+        self.store.upsert(BookingAttempt(tenantId=tenant_id, bookingId=booking_id, createdAt=utcnow()))
+
     def stuck_bookings(self, *, older_than: timedelta, limit: int) -> list[Booking]:
-        """Bookings left `creating` or `uncertain` (any tenant) whose last attempt can no longer land,
-        or that sent none and were last written more than `older_than` ago."""
+        """Bookings left `creating` or `uncertain` whose last attempt can no longer land, or that
+        sent none and were last written more than `older_than` ago, found through their attempt
+        markers (one partition; each marker's booking one point read). Markers whose booking is
+        decided, or gone and older than `older_than` (a create that never wrote its row, a row
+        cleaned up), are deleted on the way, unless written again meanwhile."""
+        now = utcnow()
+        found: list[Booking] = []
+        settled: list[BookingAttempt] = []
+        for attempt in self.store.query(BookingAttempt, "PartitionKey eq @partition",
+                                        {"partition": ATTEMPTS_PARTITION}, page_size=min(limit, 1000)):
+            row = self.booking(attempt.tenantId, attempt.bookingId)
+            if row is None:
+                if attempt.createdAt is None or attempt.createdAt < now - older_than:
+                    settled.append(attempt)
+            elif row.status not in ("creating", "uncertain"):
+                settled.append(attempt)
+            elif _stuck(row, now, older_than):
+                found.append(row)
+                if len(found) == limit:
+                    break
+        if settled:
+            self.store.delete_unchanged(settled)
+        return found
+
+    def stuck_bookings_scanned(self, *, older_than: timedelta, limit: int) -> list[Booking]:
+        """The same bookings found by a filter across every partition (a table scan): the daily
+        safety net for rows that have no marker (written before markers existed)."""
         now = utcnow()
         found = self.store.query(
             Booking, "( status eq 'uncertain' or status eq 'creating' ) and "

@@ -383,6 +383,54 @@ def test_the_reconciler_creates_once_a_create_that_never_landed(tenants, sandbox
     assert len(creates(sandbox, since)) == 2
 
 
+def attempts_of(tenant: str) -> set[str]:
+    """The booking ids of the tenant's attempt markers."""
+    from shared.clients import repositories
+    from shared.storage import ATTEMPTS_PARTITION, BookingAttempt
+
+    return {a.bookingId for a in repositories().store.query(BookingAttempt, "PartitionKey eq @p",
+                                                             {"p": ATTEMPTS_PARTITION}) if a.tenantId == tenant}
+
+
+def test_the_reconciler_finds_stuck_bookings_by_their_markers_and_a_daily_scan_the_rest(tenants, sandbox):
+    """Every create is marked before its row is written, so the two-minute run reads the markers
+    (one partition) rather than filtering every tenant's rows; a marker goes once its booking is
+    decided, or is gone and older than a hold. A stuck row without a marker (written before
+    markers existed) is left to the daily scan across partitions, which finishes it."""
+    from booking.background import reconcile_stuck
+    from shared.clients import repositories
+    from shared.storage import BookingAttempt, utcnow
+
+    booked = book(tenants, "marked-1", start=at(0, "12:00:00-05:00"), end=at(0, "12:30:00-05:00"))
+    assert booked.status_code == 201, booked.text
+    assert booked.json()["bookingId"] in attempts_of(DOMAIN)
+    since, first_wait, marked = left_uncertain(tenants, sandbox, "marked-2", status=503)
+    assert marked.bookingId in attempts_of(DOMAIN)
+    fault(sandbox, path="/events$", method="POST", count=1, status=503)
+    second_wait = unknown(book(tenants, "unmarked-1", start=at(0, "11:00:00-05:00"), end=at(0, "11:30:00-05:00")))
+    unmarked = _row_of("unmarked-1")
+    assert unmarked.status == "uncertain"
+    store = repositories().store
+    store.delete(BookingAttempt(tenantId=DOMAIN, bookingId=unmarked.bookingId), if_unchanged=False)
+    # A marker whose create never wrote its row, from over a hold ago; and one being written now.
+    store.upsert(BookingAttempt(tenantId=DOMAIN, bookingId="never-written", createdAt=utcnow() - timedelta(hours=1)))
+    store.upsert(BookingAttempt(tenantId=DOMAIN, bookingId="being-written", createdAt=utcnow()))
+
+    clock.sleep(max(first_wait, second_wait) + 0.5)
+    assert reconcile_stuck() == {"confirmed": 1}
+    assert _row_of("marked-2").status == "confirmed" and _row_of("unmarked-1").status == "uncertain"
+    remaining = attempts_of(DOMAIN)
+    assert {booked.json()["bookingId"], "never-written"}.isdisjoint(remaining)  # decided; gone
+    assert "being-written" in remaining
+    assert reconcile_stuck() == {}
+    assert marked.bookingId not in attempts_of(DOMAIN)  # decided by the run before
+
+    assert reconcile_stuck(scan=True) == {"confirmed": 1}
+    assert _row_of("unmarked-1").status == "confirmed"
+    assert [e["status"] for e in creates(sandbox, since)] == [503, 503, 201, 201]
+    assert len(events(sandbox, "ada@fabrikam.example")) == 3
+
+
 def test_the_reconciler_timer_is_registered_on_the_app(app_env, caplog):
     import function_app
     from devhost.config import resolve_setting_expressions
@@ -402,10 +450,10 @@ def test_the_reconciler_timer_is_registered_on_the_app(app_env, caplog):
     def sweeps():
         return sorted(json.loads(m.content)["sweep"] for m in job_queue().client.peek_messages(max_messages=32))
 
-    assert sweeps() == ["reconcile", "stuck-bookings", "stuck-bookings", "subscriptions", "subscriptions",
-                        "webhooks", "webhooks"]
+    assert sweeps() == ["reconcile", "stuck-bookings", "stuck-bookings", "stuck-scan", "subscriptions",
+                        "subscriptions", "webhooks", "webhooks"]  # the scan, like reconciliation, once a day
     depths = [r.getMessage() for r in caplog.records if r.getMessage().startswith("queue depth ")]
-    assert depths[-2:] == [f"queue depth {job_queue().name}: 7", f"queue depth {job_queue().name}-poison: 0"]
+    assert depths[-2:] == [f"queue depth {job_queue().name}: 8", f"queue depth {job_queue().name}-poison: 0"]
 
 
 @pytest.mark.parametrize(

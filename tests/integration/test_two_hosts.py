@@ -175,6 +175,36 @@ def test_a_host_killed_mid_create_is_completed_by_the_other_with_one_event(pair,
     assert book(two, "killed").status_code == 200
 
 
+def test_a_host_killed_mid_create_that_no_one_retries_is_finished_by_the_reconciler(pair, sandbox):
+    """The caller never comes back after its host dies with the create in flight. The booking was
+    marked before its row was written, so the reconciler (the timer on the other host, whose queue
+    poller runs the sweep) finds it once the create can no longer land, adopts the event that did
+    land, and it is listed confirmed: one event in all, no scan of the bookings table."""
+    one, two = pair
+    fault(sandbox, path="/events$", method="POST", latencyMs=2500, count=1)
+    since = sandbox.next_request_index()
+    with ThreadPoolExecutor(1) as pool:
+        dying = pool.submit(book, one, "orphan")
+        deadline = time.monotonic() + 10
+        while pending_faults(sandbox) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pending_faults(sandbox), "the create never reached the sandbox"
+        one.kill()
+        with pytest.raises(requests.ConnectionError):
+            dying.result()
+    listed: list[dict] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ran = requests.post(f"{two.base_url}/admin/functions/booking_reconciler", json={"input": ""}, timeout=30)
+        assert ran.status_code == 202, ran.text
+        time.sleep(1)
+        listed = two.api().get(f"/tenants/{TENANT}/bookings").json()["bookings"]
+        if listed:
+            break
+    assert [b["status"] for b in listed] == ["confirmed"], listed
+    assert len(events(sandbox, ADA)) == 1 and len(creates(sandbox, since)) == 1
+
+
 def test_two_organizations_proving_consent_on_two_hosts_make_exactly_one_owner(pair, sandbox):
     """Each organization's admin consent, on its own host and browser, is proven up to its last
     callback; the two last callbacks then race: exactly one owner, the other the 409 page."""
