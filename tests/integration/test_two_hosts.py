@@ -154,20 +154,27 @@ def test_creates_performed_after_the_clients_timeout_never_make_a_second_event(p
     assert len(events(sandbox, ADA)) == 3
 
 
-def test_a_host_killed_mid_create_is_completed_by_the_other_with_one_event(pair, sandbox):
-    one, two = pair
+def killed_mid_create(host, sandbox, key: str) -> int:
+    """Book on `host` and SIGKILL it while Graph works on the create (2.5 s); answers the sandbox's
+    request index from before it."""
     fault(sandbox, path="/events$", method="POST", latencyMs=2500, count=1)
     since = sandbox.next_request_index()
     with ThreadPoolExecutor(1) as pool:
-        dying = pool.submit(book, one, "killed")
+        dying = pool.submit(book, host, key)
         deadline = time.monotonic() + 10
         while pending_faults(sandbox) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not pending_faults(sandbox), "the create never reached the sandbox"
         assert events(sandbox, ADA) == []  # Graph is still working on it
-        one.kill()  # SIGKILL while Graph works on the create
+        host.kill()
         with pytest.raises(requests.ConnectionError):  # the caller's connection dies with the host
             dying.result()
+    return since
+
+
+def test_a_host_killed_mid_create_is_completed_by_the_other_with_one_event(pair, sandbox):
+    one, two = pair
+    since = killed_mid_create(one, sandbox, "killed")
     answer = until_booked(two, "killed")
     assert answer.status_code == 201, answer.text
     assert len(events(sandbox, ADA)) == 1
@@ -181,17 +188,7 @@ def test_a_host_killed_mid_create_that_no_one_retries_is_finished_by_the_reconci
     poller runs the sweep) finds it once the create can no longer land, adopts the event that did
     land, and it is listed confirmed: one event in all, no scan of the bookings table."""
     one, two = pair
-    fault(sandbox, path="/events$", method="POST", latencyMs=2500, count=1)
-    since = sandbox.next_request_index()
-    with ThreadPoolExecutor(1) as pool:
-        dying = pool.submit(book, one, "orphan")
-        deadline = time.monotonic() + 10
-        while pending_faults(sandbox) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not pending_faults(sandbox), "the create never reached the sandbox"
-        one.kill()
-        with pytest.raises(requests.ConnectionError):
-            dying.result()
+    since = killed_mid_create(one, sandbox, "orphan")
     listed: list[dict] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
