@@ -94,10 +94,12 @@ def query_of(url: str) -> dict[str, str]:
 def admin_consent(api, sandbox, tenant_id: str, account: str, *, mode: str = "domain") -> None:
     """Register the tenant for the api's organization (X-Organization-Id) and complete admin
     consent through the sandbox's real pages: Microsoft's consent page, then the admin's sign-in."""
-    api.put(f"/tenants/{tenant_id}", json={"mode": mode})
+    registered = api.put(f"/tenants/{tenant_id}", json={"mode": mode})
+    assert registered.status_code in (200, 201), registered.text
     link = api.post(f"/tenants/{tenant_id}/consent",
-                    json={"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"}).json()
-    answer = browse(api, microsoft_browser(sandbox), link["redirectUrl"], account)
+                    json={"kind": "admin", "returnUrl": "http://127.0.0.1:3000/admin"})
+    assert link.status_code == 201, link.text
+    answer = browse(api, microsoft_browser(sandbox), link.json()["redirectUrl"], account)
     assert answer.status_code == 200, answer.text
     status = api.get(f"/tenants/{tenant_id}").json()["status"]
     assert status == "enabled", status
@@ -106,8 +108,9 @@ def admin_consent(api, sandbox, tenant_id: str, account: str, *, mode: str = "do
 def connect_member(api, sandbox, tenant_id: str, email: str) -> None:
     """A member of a delegated tenant connects through the authorization code flow."""
     link = api.post(f"/tenants/{tenant_id}/consent",
-                    json={"kind": "user", "returnUrl": "http://127.0.0.1:3000/me", "loginHint": email}).json()
-    answer = browse(api, microsoft_browser(sandbox), link["redirectUrl"], email)
+                    json={"kind": "user", "returnUrl": "http://127.0.0.1:3000/me", "loginHint": email})
+    assert link.status_code == 201, link.text
+    answer = browse(api, microsoft_browser(sandbox), link.json()["redirectUrl"], email)
     assert answer.status_code == 200, answer.text
     status = api.get(f"/tenants/{tenant_id}/users/{email}").json()["status"]
     assert status == "connected", status
