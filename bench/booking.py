@@ -42,7 +42,8 @@ def main() -> None:
     with local_stack([consented(TENANT, "bench.example", users)], [(TENANT, "America/New_York")]) as stack:
         table_port = str(urlsplit(os.environ["SERVICE_STORAGE"].split("TableEndpoint=")[1]).port)
         counted = count_requests_to(table_port)
-        totals, graph_times, kinds, storage, calls = [], [], Counter(), [], Counter()
+        sent = graph_calls_by_request(str(urlsplit(stack.sandbox.base_url).port))
+        totals, graph_times, kinds, storage, calls, meanwhile = [], [], Counter(), [], Counter(), Counter()
         for index in range(args.bookings + 2):
             start = FIRST + timedelta(hours=index)
             body = {"organizer": "u0@bench.example", "attendees": ["u1@bench.example", "u2@bench.example"],
@@ -58,7 +59,12 @@ def main() -> None:
             answer.raise_for_status()
             if index < 2:
                 continue  # warm-up: MSAL app, token cache, tables, TLS connections
-            log = stack.sandbox.requests(since=since)
+            # The sandbox's log holds everything it was sent meanwhile, the booking's own calls and
+            # the background's (subscribing the organizer, reading the events notified back); the
+            # booking's are those whose client-request-id its request sent.
+            everything = stack.sandbox.requests(since=since)
+            log = [e for e in everything if e["clientRequestId"] in sent.get(request_id, set())]
+            meanwhile.update(f"{e['method']} {_last_segment(e['path'])}" for e in everything if e not in log)
             mine = [call for rid, call in counted if rid == request_id]
             storage.append(len(mine))
             # An entity's keys name the booking or the organizer: one line per kind of request.
@@ -75,6 +81,9 @@ def main() -> None:
         print(f"  round trips/booking  {per}")
         print(f"  mean Graph round trips per booking: {sum(kinds.values()) / args.bookings:.1f}; "
               f"p50 latency {statistics.median(totals):.1f} ms")
+        background = ", ".join(f"{name} {count}" for name, count in sorted(meanwhile.items())) or "none"
+        print(f"  sandbox requests off the bookings' path meanwhile (background, {args.bookings} bookings): "
+              f"{background}")
         per_booking = statistics.mean(storage)
         print(f"  Table Storage requests per booking (counted at the transport): {per_booking:.1f}")
         for call, count in sorted(calls.items(), key=lambda item: -item[1]):
@@ -88,6 +97,28 @@ def _last_segment(path: str) -> str:
     """The call's kind: the path's last segment, an event id shown as {id}."""
     last = path.rsplit("/", 1)[-1]
     return "events/{id}" if len(last) > 40 else last
+
+
+def graph_calls_by_request(port: str) -> dict[str, set[str]]:
+    """The `client-request-id` of every request sent to `port` (the sandbox: Graph, the identity
+    platform, Key Vault) from now on, by the request id of the service request it was made for."""
+    import requests
+
+    from shared.logs import current_request_id
+
+    sent: dict[str, set[str]] = {}
+    original = requests.Session.send
+
+    def send(self, request, **kwargs):
+        if str(urlsplit(request.url).port) == port:
+            client_request_id = (request.headers.get("client-request-id")
+                                 or request.headers.get("x-ms-client-request-id"))
+            if client_request_id:
+                sent.setdefault(current_request_id(), set()).add(client_request_id)
+        return original(self, request, **kwargs)
+
+    requests.Session.send = send
+    return sent
 
 
 def count_requests_to(port: str) -> list[tuple[str, str]]:

@@ -56,7 +56,7 @@ def main() -> None:
             Repositories(store).store.insert(Tenant(
                 tenantId=TENANT, organizationId=ORGANIZATION, organizationName="Bench", mode="domain", status="enabled",
                 defaultTimeZone="America/New_York", consentedAt=utcnow(), createdAt=utcnow(), updatedAt=utcnow()))
-            env = {"PUBLIC_BASE_URL": "http://127.0.0.1:7071", "ALLOWED_RETURN_ORIGINS": "http://127.0.0.1:3000",
+            env = {"PUBLIC_BASE_URL": "self", "ALLOWED_RETURN_ORIGINS": "http://127.0.0.1:3000",
                    "APP_CLIENT_ID": APP["clientId"], "KEY_VAULT_URL": sandbox.base_url,
                    "IDENTITY_AUTHORITY_HOST": sandbox.base_url, "GRAPH_BASE_URL": sandbox.base_url + "/v1.0",
                    "SERVICE_STORAGE": azurite.connection_string, "STORAGE_TABLE_PREFIX": prefix,

@@ -66,15 +66,8 @@ def main() -> None:
         from datetime import timedelta
 
         from shared.clients import job_queue, repositories
-        from sync import jobs as sync_jobs
-        from sync.subscriptions import Subscription, mailbox_key, state_hash
-
-        # The URLs the host hands Graph (the notification route) must reach this host.
-        os.environ["PUBLIC_BASE_URL"] = stack.host.base_url
         from shared.settings import get_settings
-
-        get_settings.cache_clear()
-        sync_jobs.cache_clear()
+        from sync.subscriptions import Subscription, mailbox_key, state_hash
 
         event_ids = []
         for n in range(args.bookings):

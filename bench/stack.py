@@ -50,6 +50,7 @@ def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]], *
     from sandbox.testing import start_sandbox
     from tests.support.callers import caller_env, caller_headers
     from tools.azurite import start_azurite
+    from tools.procs import free_port
 
     os.environ.pop("REQUESTS_CA_BUNDLE", None)  # the sandbox's bundle is set below
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -58,8 +59,9 @@ def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]], *
     host = None
     try:
         sandbox.reset({"tenants": tenants})
+        port = free_port()  # the URLs the host hands out (Graph's notification URL) reach it
         os.environ.update({
-            "PUBLIC_BASE_URL": "http://127.0.0.1:7071", "ALLOWED_RETURN_ORIGINS": "http://127.0.0.1:3000",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "ALLOWED_RETURN_ORIGINS": "http://127.0.0.1:3000",
             "APP_CLIENT_ID": APP["clientId"], "KEY_VAULT_URL": sandbox.base_url,
             "IDENTITY_AUTHORITY_HOST": sandbox.base_url, "GRAPH_BASE_URL": sandbox.base_url + "/v1.0",
             "SERVICE_STORAGE": azurite.connection_string, "LOG_LEVEL": "WARNING", **sandbox.managed_identity_env(),
@@ -76,7 +78,7 @@ def local_stack(tenants: list[dict[str, Any]], enabled: list[tuple[str, str]], *
                                                organizationName="Bench", mode="domain", status="enabled",
                                                defaultTimeZone=zone,
                                                consentedAt=utcnow(), createdAt=utcnow(), updatedAt=utcnow()))
-        host = LocalHost(function_app.app, port=0).start()
+        host = LocalHost(function_app.app, port=port).start()
         session = requests.Session()
         session.trust_env = False
         headers = caller_headers(sandbox, ORGANIZATION)

@@ -8,8 +8,10 @@
   body is a 400 with a Graph-style error listing every problem, and changes nothing. Answers
   ``{"status": "reset", "homeTenantId", "apps", "tenants", "vaultReset", "graph"}``.
 - ``GET /_sandbox/requests[?since=<index>]`` -> ``{"value": [{"index", "method", "path", "query",
-  "status", "time", "durationMs"}], "nextIndex": n}``: the requests received outside
-  ``/_sandbox/``; ``since`` keeps those with ``index >= since``. ``DELETE`` clears the log.
+  "status", "time", "durationMs", "clientRequestId"}], "nextIndex": n}``: the requests received
+  outside ``/_sandbox/``; ``since`` keeps those with ``index >= since``; ``clientRequestId`` is
+  the caller's ``client-request-id`` (or ``x-ms-client-request-id``) header, else one the
+  sandbox made, as Graph echoes it. ``DELETE`` clears the log.
 - ``POST /_sandbox/tenants/{tenant}/revoke`` (tenant GUID or domain; optional body
   ``{"clientId": "..."}``, default every app): withdraws the app's consent in the tenant
   (application and delegated grants, users' own consents; the service principal goes with them)

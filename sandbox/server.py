@@ -162,7 +162,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         duration_ms = round((time.monotonic() - start) * 1000, 1)
         if not raw_path.startswith("/_sandbox/"):
             entry = {"method": self.command, "path": raw_path, "query": redact_query(query),
-                     "status": response.status, "time": started_at, "durationMs": duration_ms}
+                     "status": response.status, "time": started_at, "durationMs": duration_ms,
+                     "clientRequestId": client_request_id}
             if fault is not None:
                 entry["fault"] = "drop" if fault.drop else ("status" if fault.status else "latency")
             sandbox.request_log.add(entry)

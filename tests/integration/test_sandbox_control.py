@@ -104,7 +104,8 @@ def test_request_log(sandbox: SandboxProcess) -> None:
     session.post(f"{sandbox.base_url}/{CONSENTED['tenantId']}/oauth2/v2.0/token?client_secret=in-the-query",
                  data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET,
                        "scope": "https://graph.microsoft.com/.default"})
-    session.get(f"{sandbox.base_url}/secrets/x", params={"api-version": "7.5"})
+    session.get(f"{sandbox.base_url}/secrets/x", params={"api-version": "7.5"},
+                headers={"client-request-id": "0f0e0d0c-0000-4000-8000-00000000c0de"})
     log = sandbox.requests(since=start)
     assert [(e["method"], e["path"], e["status"]) for e in log] == [
         ("GET", f"/{CONSENTED['tenantId']}/v2.0/.well-known/openid-configuration", 200),
@@ -114,9 +115,11 @@ def test_request_log(sandbox: SandboxProcess) -> None:
     assert log[2]["query"] == "api-version=7.5"
     assert log[1]["query"] == "client_secret=REDACTED"
     for entry in log:
-        assert set(entry) >= {"method", "path", "query", "status", "time", "durationMs"}
+        assert set(entry) >= {"method", "path", "query", "status", "time", "durationMs", "clientRequestId"}
         assert entry["time"].endswith("Z") and "T" in entry["time"]
         assert entry["durationMs"] >= 0
+    assert log[2]["clientRequestId"] == "0f0e0d0c-0000-4000-8000-00000000c0de"  # the caller's, kept
+    assert log[0]["clientRequestId"] != log[1]["clientRequestId"]  # none sent: one each, made up
     assert SECRET not in json.dumps(log)
     assert [e["index"] for e in sandbox.requests(since=log[1]["index"])] == [log[1]["index"], log[2]["index"]]
     sandbox.clear_requests()
