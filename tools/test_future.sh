@@ -52,8 +52,12 @@ for offset in $OFFSETS; do
     echo "-- details at $offset (whole log: $kept):"
     if grep -qE '^=+ (FAILURES|ERRORS) =+$' "$log"; then
       sed -n '/^=* \(FAILURES\|ERRORS\) =*$/,/^=* short test summary/p' "$log" | head -400
+    elif grep -q '^Fatal Python error' "$log"; then
+      # The interpreter died (e.g. a segmentation fault): pytest's faulthandler dumped every
+      # thread's stack, the crashing thread's first.
+      sed -n '/^Fatal Python error/,$p' "$log" | head -300
     else
-      tail -60 "$log"
+      tail -100 "$log"
     fi
     status=1
   fi
