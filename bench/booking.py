@@ -2,9 +2,10 @@
 round trips it made (re-check getSchedule, create event) and the sandbox's time for them.
 
 Each booking is a fresh Idempotency-Key and a fresh slot in the organizer's calendar, with the
-re-check on (the default). Table Storage requests are counted at the Azure SDK's transport (a
-batch transaction is one request) and only those made for the booking's own request (by its
-request id: the background jobs the local host runs meanwhile are not counted). Ends with one
+re-check on (the default). Requests are counted where `requests` sends them, under the Azure
+SDK's transport (a batch transaction is one request), and only those made for the booking's own
+request (by its request id; a Graph call is matched in the sandbox's log by its client-request-id):
+what the local host's background jobs send meanwhile is printed apart. Ends with one
 `BENCH {json}` line. Loopback only. Usage: python bench/booking.py [--bookings 40]
 """
 
@@ -20,6 +21,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,7 +44,7 @@ def main() -> None:
     with local_stack([consented(TENANT, "bench.example", users)], [(TENANT, "America/New_York")]) as stack:
         table_port = str(urlsplit(os.environ["SERVICE_STORAGE"].split("TableEndpoint=")[1]).port)
         counted = count_requests_to(table_port)
-        sent = graph_calls_by_request(str(urlsplit(stack.sandbox.base_url).port))
+        sent = count_requests_to(str(urlsplit(stack.sandbox.base_url).port))
         totals, graph_times, kinds, storage, calls, meanwhile = [], [], Counter(), [], Counter(), Counter()
         for index in range(args.bookings + 2):
             start = FIRST + timedelta(hours=index)
@@ -51,6 +53,7 @@ def main() -> None:
                     "subject": f"Bench {index}", "onlineMeeting": index % 2 == 0}
             since = stack.sandbox.next_request_index()
             counted.clear()
+            sent.clear()
             request_id = f"bench-booking-{index}"
             began = time.perf_counter()
             answer = stack.session.post(stack.url(f"/tenants/{TENANT}/bookings"), json=body, timeout=60,
@@ -62,10 +65,14 @@ def main() -> None:
             # The sandbox's log holds everything it was sent meanwhile, the booking's own calls and
             # the background's (subscribing the organizer, reading the events notified back); the
             # booking's are those whose client-request-id its request sent.
-            everything = stack.sandbox.requests(since=since)
-            log = [e for e in everything if e["clientRequestId"] in sent.get(request_id, set())]
-            meanwhile.update(f"{e['method']} {_last_segment(e['path'])}" for e in everything if e not in log)
-            mine = [call for rid, call in counted if rid == request_id]
+            own = {s.client_request_id for s in sent if s.request_id == request_id}
+            log = []
+            for entry in stack.sandbox.requests(since=since):
+                if entry["clientRequestId"] in own:
+                    log.append(entry)
+                else:
+                    meanwhile[f"{entry['method']} {_last_segment(entry['path'])}"] += 1
+            mine = [s.call for s in counted if s.request_id == request_id]
             storage.append(len(mine))
             # An entity's keys name the booking or the organizer: one line per kind of request.
             calls.update(re.sub(r"\(PartitionKey=.*\)$", "(…)", call.split("?")[0]) for call in mine)
@@ -85,7 +92,7 @@ def main() -> None:
         print(f"  sandbox requests off the bookings' path meanwhile (background, {args.bookings} bookings): "
               f"{background}")
         per_booking = statistics.mean(storage)
-        print(f"  Table Storage requests per booking (counted at the transport): {per_booking:.1f}")
+        print(f"  Table Storage requests per booking (counted where sent): {per_booking:.1f}")
         for call, count in sorted(calls.items(), key=lambda item: -item[1]):
             print(f"    {count / args.bookings:4.1f}  {call}")
         print("BENCH " + json.dumps({"bench": "booking", "p50_ms": round(statistics.median(totals), 1),
@@ -99,45 +106,32 @@ def _last_segment(path: str) -> str:
     return "events/{id}" if len(last) > 40 else last
 
 
-def graph_calls_by_request(port: str) -> dict[str, set[str]]:
-    """The `client-request-id` of every request sent to `port` (the sandbox: Graph, the identity
-    platform, Key Vault) from now on, by the request id of the service request it was made for."""
+class Sent(NamedTuple):
+    request_id: str  # of the service request it was made for
+    call: str  # "METHOD path"
+    client_request_id: str | None  # Graph's client-request-id, the Azure SDK's x-ms-client-request-id
+
+
+def count_requests_to(port: str) -> list[Sent]:
+    """Every HTTP request sent to `port` from now on, by the Azure SDK, MSAL or the service's own
+    sessions alike: `requests.Session.send` is wrapped, under every one of them, so a batch
+    transaction counts once."""
     import requests
 
     from shared.logs import current_request_id
 
-    sent: dict[str, set[str]] = {}
+    seen: list[Sent] = []
     original = requests.Session.send
-
-    def send(self, request, **kwargs):
-        if str(urlsplit(request.url).port) == port:
-            client_request_id = (request.headers.get("client-request-id")
-                                 or request.headers.get("x-ms-client-request-id"))
-            if client_request_id:
-                sent.setdefault(current_request_id(), set()).add(client_request_id)
-        return original(self, request, **kwargs)
-
-    requests.Session.send = send
-    return sent
-
-
-def count_requests_to(port: str) -> list[tuple[str, str]]:
-    """Every HTTP request the Azure SDK sends to `port` from now on, as (the request id it was made
-    for, "METHOD path"): the SDK's transport is wrapped, so a batch transaction counts once."""
-    from azure.core.pipeline.transport import RequestsTransport
-
-    from shared.logs import current_request_id
-
-    seen: list[tuple[str, str]] = []
-    original = RequestsTransport.send
 
     def send(self, request, **kwargs):
         url = urlsplit(request.url)
         if str(url.port) == port:
-            seen.append((current_request_id(), f"{request.method} {url.path}"))
+            seen.append(Sent(current_request_id(), f"{request.method} {url.path}",
+                             request.headers.get("client-request-id")
+                             or request.headers.get("x-ms-client-request-id")))
         return original(self, request, **kwargs)
 
-    RequestsTransport.send = send
+    requests.Session.send = send
     return seen
 
 

@@ -45,8 +45,7 @@ for offset in $OFFSETS; do
   if [ $rc -ne 0 ]; then
     echo "-- failures at $offset:"
     grep -E '^(FAILED|ERROR) ' "$log" | head -50
-    # What went wrong, not only where: pytest's FAILURES / ERRORS sections (or, when pytest itself
-    # died, the log's end), capped; the whole log is kept.
+    # What went wrong, not only where, capped; the whole log is kept.
     kept="${TMPDIR:-/tmp}/test-future-${offset//[^0-9a-z]/}.log"
     cp "$log" "$kept"
     echo "-- details at $offset (whole log: $kept):"
